@@ -1,0 +1,64 @@
+"""shardgen: vector sketch datasets (sketch-rnn ``.npz``) to WebDataset tar shards, at CPU speed.
+
+The public API is listed in ``__all__``. Names are imported on first use (PEP 562) so that the
+command line starts without loading numpy, OpenCV and webdataset just to print ``--help``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "BuildOptions": "pipeline",
+    "BuildResult": "pipeline",
+    "InputError": "errors",
+    "OptionsChangedError": "errors",
+    "OutputError": "errors",
+    "RenderOptions": "render",
+    "Reporter": "pipeline",
+    "ShardgenError": "errors",
+    "SketchError": "errors",
+    "UnsafePickleError": "errors",
+    "UsageError": "errors",
+    "WorkerError": "errors",
+    "build": "pipeline",
+    "category_name": "read",
+    "discover": "read",
+    "encode_image": "render",
+    "read_npz": "npz",
+    "render_sketch": "render",
+    "validate_sketch": "read",
+    "write_samples": "sample",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'shardgen' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:  # explicit imports for type checkers and readers
+    from .errors import (
+        InputError,
+        OptionsChangedError,
+        OutputError,
+        ShardgenError,
+        SketchError,
+        UnsafePickleError,
+        UsageError,
+        WorkerError,
+    )
+    from .npz import read_npz
+    from .pipeline import BuildOptions, BuildResult, Reporter, build
+    from .read import category_name, discover, validate_sketch
+    from .render import RenderOptions, encode_image, render_sketch
+    from .sample import write_samples

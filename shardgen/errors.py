@@ -1,0 +1,64 @@
+"""One exception tree: every error shardgen raises on purpose is a ``ShardgenError``.
+
+The CLI turns these into one line on stderr and an exit code; anything else is a bug and keeps
+its traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class ShardgenError(Exception):
+    """Base of every expected failure; ``str()`` is the one-line message shown to users."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, path: Path | str | None = None) -> None:
+        self.path = Path(path) if path is not None else None
+        self.message = message
+        super().__init__(f"{self.path}: {message}" if self.path is not None else message)
+
+
+class UsageError(ShardgenError):
+    """The command line asks for something impossible (missing SRC, DST is a file, bad option)."""
+
+    exit_code = 2
+
+
+class InputError(ShardgenError):
+    """An input file cannot be read as sketches: corrupt, wrong format, or an unsafe pickle."""
+
+    exit_code = 2
+
+
+class UnsafePickleError(InputError):
+    """A pickle inside an ``.npz`` asks for something other than numpy array reconstruction."""
+
+
+class SketchError(ShardgenError):
+    """One sketch is invalid (wrong shape, not finite, out of range); it carries where it is."""
+
+    exit_code = 2
+
+    def __init__(self, reason: str, source: str, split: str, index: int) -> None:
+        self.reason, self.source, self.split, self.index = reason, source, split, index
+        super().__init__(f"{source}: {split}[{index}]: {reason}")
+
+
+class OptionsChangedError(ShardgenError):
+    """DST holds a build made with other inputs or options; resuming it would mix two datasets."""
+
+    exit_code = 2
+
+
+class OutputError(ShardgenError):
+    """DST cannot be written (no space, no permission, read-only filesystem)."""
+
+    exit_code = 1
+
+
+class WorkerError(ShardgenError):
+    """A render worker died or failed while rendering a chunk."""
+
+    exit_code = 1

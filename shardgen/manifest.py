@@ -1,0 +1,67 @@
+"""The index stage: ``manifest.json`` and one ``{split}.wids.json`` per split, written atomically."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from . import __version__, atomic
+from .write import ShardRecord
+
+MANIFEST = "manifest.json"
+
+
+def wids_index(split: str, shards: list[ShardRecord]) -> dict:
+    """A ``wids-shard-index-v1`` index; URLs are relative to the index file's folder."""
+    return {
+        "__kind__": "wids-shard-index-v1",
+        "wids_version": 1,
+        "name": split,
+        "shardlist": [{"url": s.file, "nsamples": s.count, "filesize": s.bytes, "md5sum": s.md5} for s in shards],
+    }
+
+
+def build_manifest(
+    *,
+    classes: list[str],
+    sources: list[str],
+    options: dict,
+    splits: dict[str, list[ShardRecord]],
+    blank: dict[str, int],
+    skipped: list[dict],
+    skipped_files: list[dict],
+) -> dict:
+    """Everything a consumer needs to know about a build, and how to rebuild it."""
+    return {
+        "shardgen_version": __version__,
+        "classes": classes,
+        "sources": sources,
+        "options": options,
+        "splits": {
+            split: {
+                "count": sum(s.count for s in shards),
+                "blank": blank.get(split, 0),
+                "shards": [{"file": s.file, "count": s.count, "bytes": s.bytes, "sha256": s.sha256} for s in shards],
+            }
+            for split, shards in splits.items()
+        },
+        "skipped": skipped,
+        "skipped_files": skipped_files,
+    }
+
+
+def write_index(dst: Path, manifest: dict, splits: dict[str, list[ShardRecord]]) -> None:
+    """Write the wids indexes first and the manifest last: a manifest means the build is done."""
+    for split, shards in splits.items():
+        atomic.write_json(Path(dst) / f"{split}.wids.json", wids_index(split, shards))
+    atomic.write_json(Path(dst) / MANIFEST, manifest)
+
+
+def read_manifest(dst: Path) -> dict:
+    """The manifest of a finished build (raises ``FileNotFoundError`` if there is none)."""
+    return json.loads((Path(dst) / MANIFEST).read_text())
+
+
+def shard_records(manifest: dict, split: str) -> list[ShardRecord]:
+    """The manifest's shards of ``split`` as records (without md5, which only wids needs)."""
+    return [ShardRecord(md5="", **s) for s in manifest["splits"][split]["shards"]]

@@ -1,0 +1,127 @@
+"""The read stage: find input files, name their categories, and validate their sketches.
+
+An input adapter turns one file into ``{split: [stroke-3 array, ...]}``. Today there is one
+adapter, for sketch-rnn ``.npz`` files; a new format adds a function to ``ADAPTERS``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError, UsageError
+from .npz import read_npz
+
+SPLITS = ("train", "valid", "test")
+STROKE_DTYPES = (np.int16, np.int32, np.float32, np.float64)
+# Positions beyond this lose sub-pixel precision in float64 arithmetic; no real sketch comes close.
+MAX_COORDINATE = 1e12
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One input file and the category it holds."""
+
+    path: Path
+    category: str
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def category_name(path: Path) -> str:
+    """``cat.npz``, ``sketchrnn_cat.npz`` and ``sketchrnn_cat.full.npz`` all hold category ``cat``."""
+    stem = path.name[: -len(".npz")] if path.name.endswith(".npz") else path.stem
+    stem = re.sub(r"\.full$", "", stem)
+    return re.sub(r"^sketchrnn_", "", stem)
+
+
+def discover(src: Path) -> list[SourceFile]:
+    """All ``*.npz`` files directly in ``src``, sorted by category; one category per file."""
+    src = Path(src)
+    if not src.exists():
+        raise UsageError("input folder does not exist", src)
+    if not src.is_dir():
+        raise UsageError("input must be a folder of .npz files, not a file", src)
+    files = sorted(p for p in src.glob("*.npz") if p.is_file())
+    if not files:
+        raise UsageError("no .npz files found in the input folder", src)
+    sources = sorted((SourceFile(p, category_name(p)) for p in files), key=lambda s: s.category)
+    seen: dict[str, Path] = {}
+    for source in sources:
+        if source.category in seen:
+            raise UsageError(
+                f"{source.name} and {seen[source.category].name} both hold category "
+                f"{source.category!r}; keep one of them",
+                src,
+            )
+        seen[source.category] = source.path
+    return sources
+
+
+def read_sketchrnn_npz(path: Path, splits: Sequence[str]) -> dict[str, np.ndarray]:
+    """sketch-rnn ``.npz``: keys ``train``/``valid``/``test``, each a 1-D object array of sketches."""
+    arrays = read_npz(path, keys=list(SPLITS))
+    if not arrays:
+        raise InputError(f"has none of the keys {', '.join(SPLITS)}; is it a sketch-rnn .npz?", path)
+    result: dict[str, np.ndarray] = {}
+    for split in splits:
+        if split not in arrays:
+            continue
+        array = arrays[split]
+        if array.dtype != object:
+            # A numeric (n, m, 3) array (all sketches the same length) is a valid, if rare, layout.
+            if array.ndim == 3:
+                array = _as_object_array(list(array))
+            else:
+                raise InputError(
+                    f"{split}: expected an object array of sketches, got {array.dtype} {array.shape}",
+                    path,
+                )
+        result[split] = array.reshape(-1)
+    return result
+
+
+def _as_object_array(items: list) -> np.ndarray:
+    out = np.empty(len(items), dtype=object)
+    out[:] = items
+    return out
+
+
+ADAPTERS: dict[str, Callable[[Path, Sequence[str]], dict[str, np.ndarray]]] = {
+    ".npz": read_sketchrnn_npz,
+}
+
+
+def validate_sketch(sketch: object) -> str | None:
+    """Return why ``sketch`` cannot be rendered, or ``None`` when it is a usable stroke-3 array."""
+    if not isinstance(sketch, np.ndarray):
+        return f"not an array but a {type(sketch).__name__}"
+    if sketch.ndim != 2 or sketch.shape[1] != 3:
+        return f"shape {sketch.shape} is not (n, 3)"
+    if sketch.shape[0] == 0:
+        return "empty sketch (no points)"
+    if sketch.dtype.kind not in "iuf":
+        return f"dtype {sketch.dtype} is not numeric"
+    if sketch.dtype.kind == "f" and not np.isfinite(sketch).all():
+        return "contains NaN or infinite values"
+    positions = np.abs(np.cumsum(sketch[:, :2], axis=0, dtype=np.float64))
+    if positions.max() > MAX_COORDINATE:
+        return f"coordinates exceed {MAX_COORDINATE:g}"
+    return None
+
+
+def stroke_dtype(sketches: Sequence[np.ndarray]) -> np.dtype:
+    """The narrowest of int16/int32/float32/float64 that holds every sketch exactly."""
+    if not sketches:
+        return np.dtype(np.int16)
+    dtype = np.result_type(*{s.dtype for s in sketches})
+    for candidate in STROKE_DTYPES:
+        if np.can_cast(dtype, candidate, casting="safe"):
+            return np.dtype(candidate)
+    return np.dtype(np.float64)

@@ -1,0 +1,87 @@
+"""What runs in worker processes: a chunk description in, tar member bytes out.
+
+A task never carries image data: the worker reads its slice of the plan and its sketches from the
+memory-mapped store, renders and encodes each one, and packs them as tar members. The parent only
+appends the returned ``bytes`` to a shard.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from . import tar
+from .plan import locate, plan_path
+from .render import RenderOptions, color_seed, encode_image, render_sketch
+from .store import StoreReader
+
+LAYOUT_FILE = "layout.json"
+
+
+@dataclass(frozen=True)
+class ChunkTask:
+    """Render plan positions ``[start, stop)`` of ``split``; small enough to pickle per task."""
+
+    state_dir: Path
+    split: str
+    start: int
+    stop: int
+    options: RenderOptions
+    seed: int
+
+
+def sample_key(split: str, class_index: int, source_index: int) -> str:
+    """Unique, stable and dot-free: split, class and the sketch's index in its source file."""
+    return f"{split}-{class_index:04d}-{source_index:08d}"
+
+
+def init_worker() -> None:
+    """Process-pool initializer: one OpenCV thread per process, since processes are the parallelism."""
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+@lru_cache(maxsize=8)
+def _layout(state_dir: Path, mtime_ns: int) -> tuple[dict, dict[str, np.ndarray]]:
+    layout = json.loads((state_dir / LAYOUT_FILE).read_text())
+    starts = {
+        split: np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]) for split, counts in layout["counts"].items()
+    }
+    return layout, starts
+
+
+@lru_cache(maxsize=16)
+def _reader(state_dir: Path, split: str) -> StoreReader:
+    return StoreReader(state_dir / "store", split)
+
+
+def render_chunk(task: ChunkTask) -> bytes:
+    """Render one chunk of the plan to concatenated tar members (image, class, metadata each)."""
+    state_dir = Path(task.state_dir)
+    layout, starts = _layout(state_dir, (state_dir / LAYOUT_FILE).stat().st_mtime_ns)
+    classes, sources, store_ids = layout["classes"], layout["sources"], layout["store_ids"]
+    order = np.load(plan_path(state_dir, task.split), mmap_mode="r")[task.start : task.stop]
+    class_ids, positions = locate(np.asarray(order), starts[task.split])
+    reader = _reader(state_dir, task.split)
+    options, ext = task.options, task.options.extension
+    members = []
+    for class_index, position in zip(class_ids.tolist(), positions.tolist()):
+        strokes, source_index = reader.sketch(store_ids[class_index], position)
+        key = sample_key(task.split, class_index, source_index)
+        image = render_sketch(strokes, options, color_seed(task.seed, key))
+        meta = {
+            "category": classes[class_index],
+            "class": class_index,
+            "split": task.split,
+            "index": source_index,
+            "source": sources[class_index],
+        }
+        members.append(tar.member(f"{key}.{ext}", encode_image(image, options)))
+        members.append(tar.member(f"{key}.cls", b"%d" % class_index))
+        members.append(tar.member(f"{key}.json", json.dumps(meta, separators=(",", ":")).encode()))
+    return b"".join(members)

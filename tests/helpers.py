@@ -1,0 +1,144 @@
+"""Shared helpers for tests: run the CLI, read shards back, craft input files."""
+
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import sys
+import tarfile
+import zipfile
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args: str | Path, timeout: float = 300, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
+    """Run ``python -m shardgen ARGS`` as a user would, capturing text output."""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "shardgen", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        **kwargs,
+    )
+
+
+def read_shard(path: Path) -> dict[str, dict[str, bytes]]:
+    """All samples of one tar shard: ``{key: {extension: bytes}}``, in archive order."""
+    samples: dict[str, dict[str, bytes]] = {}
+    with tarfile.open(path) as archive:
+        for member in archive:
+            key, ext = member.name.split(".", 1)
+            samples.setdefault(key, {})[ext] = archive.extractfile(member).read()
+    return samples
+
+
+def read_split(dst: Path, split: str) -> dict[str, dict[str, bytes]]:
+    """Every sample of a split across its shards; asserts no key appears twice."""
+    samples: dict[str, dict[str, bytes]] = {}
+    for shard in sorted(Path(dst).glob(f"{split}-*.tar")):
+        for key, sample in read_shard(shard).items():
+            assert key not in samples, f"key {key} repeats ({shard.name})"
+            samples[key] = sample
+    return samples
+
+
+def shard_bytes(dst: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(Path(dst).glob("*.tar"))}
+
+
+def object_array(items: list) -> np.ndarray:
+    array = np.empty(len(items), dtype=object)
+    array[:] = items
+    return array
+
+
+def write_npz(path: Path, **arrays: np.ndarray) -> Path:
+    """An ``.npz`` as ``numpy.savez`` writes it (object arrays pickled by this numpy)."""
+    np.savez(path, **arrays)
+    return Path(path)
+
+
+def write_raw_npz(path: Path, members: dict[str, bytes]) -> Path:
+    """An ``.npz`` whose ``.npy`` members are given as raw bytes (for hand-made pickles)."""
+    with zipfile.ZipFile(path, "w") as archive:
+        for key, data in members.items():
+            archive.writestr(f"{key}.npy", data)
+    return Path(path)
+
+
+def npy_object_header(length: int) -> bytes:
+    """The ``.npy`` v1.0 header of a 1-D object array, as numpy writes it."""
+    header = "{'descr': '|O', 'fortran_order': False, 'shape': (%d,), }" % length
+    header += " " * ((64 - (10 + len(header) + 1) % 64) % 64) + "\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode("latin1")
+
+
+def python2_object_pickle(arrays: list[np.ndarray]) -> bytes:
+    """A protocol-2 pickle of an object array of int16 arrays exactly as Python 2 + numpy 1.x wrote
+    the public sketch-rnn files: ``numpy.core.multiarray._reconstruct`` and py2 ``str`` payloads."""
+
+    def short_str(data: bytes) -> bytes:
+        return (b"U" + bytes([len(data)]) + data) if len(data) < 256 else (b"T" + struct.pack("<I", len(data)) + data)
+
+    def small_int(value: int) -> bytes:
+        return b"K" + bytes([value]) if value < 256 else b"M" + struct.pack("<H", value)
+
+    out = [
+        b"\x80\x02cnumpy.core.multiarray\n_reconstruct\nq\x01cnumpy\nndarray\nq\x02",
+        b"K\x00\x85",
+        short_str(b"b"),
+        b"\x87Rq\x03(K\x01",
+        small_int(len(arrays)),
+        b"\x85",
+        b"cnumpy\ndtype\nq\x04",
+        short_str(b"O8"),
+        b"K\x00K\x01\x87Rq\x05(K\x03",
+        short_str(b"|"),
+        b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK?tb\x89]q\x06(",
+    ]
+    for array in arrays:
+        rows = array.astype("<i2")
+        out += [
+            b"h\x01h\x02K\x00\x85",
+            short_str(b"b"),
+            b"\x87R(K\x01",
+            small_int(len(rows)),
+            b"K\x03\x86h\x04",
+            short_str(b"i2"),
+            b"K\x00K\x01\x87R(K\x03",
+            short_str(b"<"),
+            b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89",
+            short_str(rows.tobytes()),
+            b"tb",
+        ]
+    out.append(b"etb.")
+    return npy_object_header(len(arrays)) + b"".join(out)
+
+
+class Payload:
+    """Pickles as a call that creates ``marker``: proof of code execution if the file appears."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.mkdir, (self.marker,))
+
+
+def tar_members(path: Path) -> list[str]:
+    with tarfile.open(path) as archive:
+        return archive.getnames()
+
+
+def counts_by_class(samples: dict[str, dict[str, bytes]]) -> dict[int, int]:
+    counts: dict[int, int] = defaultdict(int)
+    for sample in samples.values():
+        counts[int(sample["cls"])] += 1
+    return dict(counts)

@@ -1,0 +1,124 @@
+"""End to end: every sketch rendered exactly once, classes mixed, output independent of --procs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from shardgen.pipeline import BuildOptions, build
+from shardgen.render import RenderOptions
+from shardgen.sample import write_samples
+from tests.helpers import counts_by_class, read_shard, read_split, shard_bytes
+
+SMALL = BuildOptions(render=RenderOptions(size=64), shard_size=100)
+
+
+@pytest.fixture(scope="module")
+def built(sample_src, tmp_path_factory):
+    dst = tmp_path_factory.mktemp("built")
+    result = build(sample_src, dst, SMALL, procs=2, chunk_size=16)
+    return dst, result
+
+
+def test_every_sketch_is_rendered_exactly_once(built, sample_src):
+    """Per split, the shards hold one sample per input sketch, keyed uniquely, none missing."""
+    dst, result = built
+    for split in ("train", "valid", "test"):
+        samples = read_split(dst, split)  # asserts no key repeats
+        assert len(samples) == 4 * 60
+        seen = {(json.loads(s["json"])["source"], json.loads(s["json"])["index"]) for s in samples.values()}
+        assert seen == {(f, i) for f in ("circle.npz", "square.npz", "star.npz", "triangle.npz") for i in range(60)}
+        assert result.manifest["splits"][split]["count"] == 4 * 60
+
+
+def test_samples_carry_image_class_and_metadata(built):
+    """Each sample is KEY.png, KEY.cls and KEY.json, consistent with the manifest's classes."""
+    dst, result = built
+    classes = result.manifest["classes"]
+    assert classes == ["circle", "square", "star", "triangle"]
+    for key, sample in read_split(dst, "valid").items():
+        assert set(sample) == {"png", "cls", "json"} and "." not in key
+        meta = json.loads(sample["json"])
+        assert int(sample["cls"]) == meta["class"] and classes[meta["class"]] == meta["category"]
+        assert meta["split"] == "valid" and meta["source"] == f"{meta['category']}.npz"
+        assert sample["png"].startswith(b"\x89PNG")
+
+
+def test_every_shard_contains_every_class(built):
+    """Shuffled shards of at least 20 x classes samples hold every class."""
+    dst, result = built
+    for split in ("train", "valid", "test"):
+        for shard in sorted(dst.glob(f"{split}-*.tar")):
+            assert set(counts_by_class(read_shard(shard))) == {0, 1, 2, 3}, shard.name
+
+
+def test_manifest_lists_shards_with_counts_and_hashes(built):
+    """manifest.json's shard entries match the files on disk."""
+    import hashlib
+
+    dst, result = built
+    manifest = json.loads((dst / "manifest.json").read_text())
+    for info in manifest["splits"].values():
+        assert sum(s["count"] for s in info["shards"]) == info["count"]
+        for shard in info["shards"]:
+            data = (dst / shard["file"]).read_bytes()
+            assert len(data) == shard["bytes"] and hashlib.sha256(data).hexdigest() == shard["sha256"]
+    assert not list(dst.glob("*.partial"))
+
+
+def test_output_is_identical_for_one_and_two_processes(sample_src, tmp_path):
+    """--procs 1 and --procs 2 (and different chunk sizes) write byte-identical shards."""
+    build(sample_src, tmp_path / "one", SMALL, procs=1, chunk_size=7)
+    build(sample_src, tmp_path / "two", SMALL, procs=2, chunk_size=50)
+    one, two = shard_bytes(tmp_path / "one"), shard_bytes(tmp_path / "two")
+    assert one and one == two
+
+
+def test_no_shuffle_keeps_classes_in_source_order(sample_src, tmp_path):
+    """--no-shuffle writes classes one after another, each in source index order."""
+    options = BuildOptions(render=RenderOptions(size=32), shard_size=1000, shuffle=False, splits=("valid",))
+    build(sample_src, tmp_path, options, procs=1)
+    metas = [json.loads(s["json"]) for s in read_split(tmp_path, "valid").values()]
+    assert [(m["class"], m["index"]) for m in metas] == [(c, i) for c in range(4) for i in range(60)]
+
+
+def test_limit_and_splits_select_the_work(sample_src, tmp_path):
+    """--limit caps sketches per category and split; --splits builds only those asked for."""
+    options = BuildOptions(render=RenderOptions(size=32), limit=5, splits=("train", "test"))
+    result = build(sample_src, tmp_path, options, procs=1)
+    assert {s: i["count"] for s, i in result.manifest["splits"].items()} == {"train": 20, "test": 20}
+    assert not list(tmp_path.glob("valid-*"))
+
+
+def test_wids_index_lists_each_split_shards(built):
+    """{split}.wids.json follows wids-shard-index-v1 with relative URLs and sample counts."""
+    dst, result = built
+    index = json.loads((dst / "train.wids.json").read_text())
+    assert index["wids_version"] == 1 and index["__kind__"] == "wids-shard-index-v1"
+    assert sum(s["nsamples"] for s in index["shardlist"]) == 240
+    assert all((dst / s["url"]).stat().st_size == s["filesize"] for s in index["shardlist"])
+
+
+def test_invalid_sketches_are_skipped_and_listed(tmp_path):
+    """Bad sketches are left out and listed with file, split, index and reason; the rest build."""
+    from tests.helpers import object_array, write_npz
+
+    src = tmp_path / "src"
+    src.mkdir()
+    good = np.array([[0, 0, 0], [10, 10, 1]], np.int16)
+    write_npz(src / "a.npz", train=object_array([good, np.zeros((0, 3)), good, np.array([[np.nan, 0, 0]])]))
+    result = build(src, tmp_path / "out", BuildOptions(render=RenderOptions(size=32)), procs=1)
+    assert result.manifest["splits"]["train"]["count"] == 2
+    assert [(s["source"], s["split"], s["index"]) for s in result.manifest["skipped"]] == [
+        ("a.npz", "train", 1),
+        ("a.npz", "train", 3),
+    ]
+
+
+def test_sample_files_are_deterministic(tmp_path):
+    """shardgen sample with the same seed writes byte-identical files."""
+    a = write_samples(tmp_path / "a", categories=3, per_split=5, seed=7)
+    b = write_samples(tmp_path / "b", categories=3, per_split=5, seed=7)
+    assert [p.read_bytes() for p in a] == [p.read_bytes() for p in b]

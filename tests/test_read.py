@@ -1,0 +1,79 @@
+"""The read stage: file discovery, category names, adapters and sketch validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shardgen.errors import InputError, UsageError
+from shardgen.read import category_name, discover, read_sketchrnn_npz, stroke_dtype, validate_sketch
+from tests.helpers import object_array, write_npz
+
+
+@pytest.mark.parametrize("name", ["cat.npz", "sketchrnn_cat.npz", "sketchrnn_cat.full.npz", "cat.full.npz"])
+def test_category_names_strip_prefix_and_full(name):
+    """The file-name conventions of the public sketch-rnn files all map to the bare category."""
+    assert category_name(Path(name)) == "cat"
+
+
+def test_discover_sorts_by_category(tmp_path):
+    """Files are sorted by category, whatever their prefixes."""
+    for name in ["sketchrnn_zebra.npz", "apple.npz", "sketchrnn_bee.full.npz", "notes.txt"]:
+        (tmp_path / name).write_bytes(b"")
+    assert [s.category for s in discover(tmp_path)] == ["apple", "bee", "zebra"]
+
+
+def test_discover_refuses_missing_empty_and_file_inputs(tmp_path):
+    """Missing SRC, SRC without .npz files and SRC that is a file are usage errors naming the path."""
+    with pytest.raises(UsageError, match="does not exist"):
+        discover(tmp_path / "nope")
+    with pytest.raises(UsageError, match="no .npz files"):
+        discover(tmp_path)
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(UsageError, match="not a file"):
+        discover(tmp_path / "f")
+
+
+def test_duplicate_categories_are_refused(tmp_path):
+    """cat.npz and sketchrnn_cat.npz in one folder would make one class out of two files."""
+    (tmp_path / "cat.npz").write_bytes(b"")
+    (tmp_path / "sketchrnn_cat.npz").write_bytes(b"")
+    with pytest.raises(UsageError, match="both hold category 'cat'"):
+        discover(tmp_path)
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.int32, np.float32, np.float64])
+def test_accepted_stroke_dtypes_keep_their_dtype(tmp_path, dtype):
+    """int16/int32/float32/float64 stroke arrays are read and stored without loss."""
+    sketch = np.array([[1, 2, 0], [3, 4, 1]], dtype)
+    path = write_npz(tmp_path / "a.npz", train=object_array([sketch]))
+    loaded = read_sketchrnn_npz(path, ["train"])["train"]
+    assert validate_sketch(loaded[0]) is None
+    assert stroke_dtype(list(loaded)) == np.dtype(dtype)
+
+
+def test_file_without_split_keys_is_refused(tmp_path):
+    """An .npz with none of train/valid/test names the file and the expected keys."""
+    path = write_npz(tmp_path / "odd.npz", data=np.zeros(3))
+    with pytest.raises(InputError, match="odd.npz.*train, valid, test"):
+        read_sketchrnn_npz(path, ["train"])
+
+
+@pytest.mark.parametrize(
+    "sketch, reason",
+    [
+        (np.zeros((0, 3), np.int16), "empty"),
+        (np.zeros((4, 2), np.int16), "not (n, 3)"),
+        (np.zeros((2, 2, 3), np.int16), "not (n, 3)"),
+        (np.array([[np.nan, 0, 0]]), "NaN"),
+        (np.array([[np.inf, 0, 0]]), "NaN or infinite"),
+        (np.array([[1e13, 0, 0]]), "exceed"),
+        ("a string", "not an array"),
+        (np.array([["a", "b", "c"]]), "not numeric"),
+    ],
+)
+def test_invalid_sketches_get_a_reason(sketch, reason):
+    """Each kind of invalid sketch is named, so skips can be reported."""
+    assert reason in validate_sketch(sketch)
