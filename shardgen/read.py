@@ -98,6 +98,16 @@ ADAPTERS: dict[str, Callable[[Path, Sequence[str]], dict[str, np.ndarray]]] = {
 }
 
 
+def as_sketch_array(sketch: object) -> object:
+    """Lists of rows (as some tools pickle sketches) become arrays; anything else is returned as is."""
+    if isinstance(sketch, (list, tuple)):
+        try:
+            return np.asarray(sketch)
+        except ValueError:  # ragged rows
+            return sketch
+    return sketch
+
+
 def validate_sketch(sketch: object) -> str | None:
     """Return why ``sketch`` cannot be rendered, or ``None`` when it is a usable stroke-3 array."""
     if not isinstance(sketch, np.ndarray):
