@@ -20,8 +20,10 @@ app = typer.Typer(
     help=(
         "Turn vector sketch datasets (sketch-rnn .npz stroke files) into rendered images packed "
         "as WebDataset tar shards.\n\n"
-        "Example:\n\n"
-        "    shardgen sample ./npz && shardgen build ./npz ./shards --procs 8"
+        "Example (the README has a five-minute tour):\n\n"
+        "  shardgen sample ./npz                     # synthetic sketch-rnn files\n"
+        "  shardgen build ./npz ./shards --dry-run   # the plan; nothing written\n"
+        "  shardgen build ./npz ./shards --procs 8   # render the shards"
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -94,7 +96,7 @@ def build(
         None, "--splits", help="Comma-separated splits to build, e.g. train,valid.", show_default="every split present"
     ),
     limit: Optional[int] = typer.Option(
-        None, "--limit", help="At most N sketches per category and split (quick runs)."
+        None, "--limit", help="At most N sketches per category and split (quick runs).", show_default="no limit"
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the cross-category shuffle (and random colours)."),
     shuffle: bool = typer.Option(
@@ -107,16 +109,32 @@ def build(
         "skip: skip both; fail: stop at the first of either.",
     ),
     overwrite: bool = typer.Option(
-        False, "--overwrite", help="Replace a build in DST made with other inputs or options."
+        False, "--overwrite", help="Replace a build in DST made with other inputs or options.", show_default="off"
     ),
     chunk_size: int = typer.Option(256, "--chunk-size", help="Samples per worker task (does not change the output)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar on stderr."),
+    dry_run: bool = typer.Option(
+        False,
+        "--dry-run",
+        help="Read the inputs and print the plan (counts, shards, size); render nothing.",
+        show_default="off",
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the summary (or plan) as JSON on stdout, for scripts.", show_default="off"
+    ),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="Print only warnings and errors (no progress, no summary).", show_default="off"
+    ),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Also log each shard as it is written, with timings.", show_default="off"
+    ),
 ) -> None:
     """Render every sketch in SRC into WebDataset tar shards in DST (resumes an interrupted build)."""
-    from .pipeline import BuildOptions
+    from .errors import UsageError
+    from .pipeline import BuildOptions, plan_build
     from .pipeline import build as run_build
     from .render import RenderOptions
-    from .report import ProgressReporter, print_summary
+    from .report import NORMAL, QUIET, VERBOSE, ProgressReporter, print_plan, print_summary
 
     options = BuildOptions(
         render=RenderOptions(size=size),
@@ -127,11 +145,25 @@ def build(
         shuffle=shuffle,
         on_error=on_error,
     )
-    with ProgressReporter(enabled=progress) as reporter:
+    if procs < 1:
+        raise UsageError(f"--procs must be at least 1, got {procs}; leave it out to use every core")
+    if quiet and verbose:
+        raise UsageError("--quiet and --verbose contradict each other; pass one of them")
+    verbosity = QUIET if quiet else VERBOSE if verbose else NORMAL
+    if dry_run:
+        if dst.exists() and not dst.is_dir():
+            raise UsageError("output must be a folder, but a file exists there", dst)
+        with ProgressReporter(enabled=progress, verbosity=verbosity) as reporter:
+            plan = plan_build(src, options, reporter=reporter)
+        if as_json or not quiet:
+            print_plan(plan, as_json=as_json)
+        return
+    with ProgressReporter(enabled=progress, verbosity=verbosity) as reporter:
         result = run_build(
             src, dst, options, procs=procs, chunk_size=chunk_size, overwrite=overwrite, reporter=reporter
         )
-    print_summary(result)
+    if as_json or not quiet:
+        print_summary(result, as_json=as_json)
 
 
 def main() -> None:

@@ -50,7 +50,11 @@ def discover(src: Path) -> list[SourceFile]:
         raise UsageError("input must be a folder of .npz files, not a file", src)
     files = sorted(p for p in src.glob("*.npz") if p.is_file())
     if not files:
-        raise UsageError("no .npz files found in the input folder", src)
+        raise UsageError(
+            "no .npz files found in the input folder; point SRC at the folder holding the sketch-rnn "
+            "files, or write sample ones with `shardgen sample DIR`",
+            src,
+        )
     sources = sorted((SourceFile(p, category_name(p)) for p in files), key=lambda s: s.category)
     seen: dict[str, Path] = {}
     for source in sources:
