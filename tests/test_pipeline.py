@@ -122,3 +122,28 @@ def test_sample_files_are_deterministic(tmp_path):
     a = write_samples(tmp_path / "a", categories=3, per_split=5, seed=7)
     b = write_samples(tmp_path / "b", categories=3, per_split=5, seed=7)
     assert [p.read_bytes() for p in a] == [p.read_bytes() for p in b]
+
+
+def test_plan_build_matches_what_build_writes_without_writing(tmp_path):
+    """plan_build's per-split counts, shard sizes and skipped sketches equal a real build's; it writes nothing."""
+    from shardgen.pipeline import plan_build
+    from tests.helpers import object_array, write_npz
+
+    src = tmp_path / "src"
+    write_samples(src, categories=3, per_split=30, seed=2)
+    good = np.array([[0, 0, 0], [5, 5, 0], [3, -2, 1]], np.int16)
+    write_npz(
+        src / "zebra.npz", train=object_array([good, np.zeros((0, 3), np.int16), good]), valid=object_array([good])
+    )
+    options = BuildOptions(render=RenderOptions(size=64), shard_size=40, limit=25)
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    plan = plan_build(src, options)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+    result = build(src, tmp_path / "out", options, procs=1)
+    splits = result.manifest["splits"]
+    assert plan.classes == result.manifest["classes"]
+    assert plan.counts == {split: info["count"] for split, info in splits.items()}
+    assert plan.shard_counts == {split: [s["count"] for s in info["shards"]] for split, info in splits.items()}
+    assert plan.skipped == result.manifest["skipped"]
+    actual = sum(s["bytes"] for info in splits.values() for s in info["shards"])
+    assert abs(sum(plan.estimated_bytes.values()) - actual) < 0.25 * actual
