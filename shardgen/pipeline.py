@@ -435,7 +435,7 @@ def plan_build(
     """Read and validate the inputs as ``build`` would, and say what it would write (``--dry-run``).
 
     Nothing is rendered into shards and nothing is written. The output size is an estimate: up to
-    ``sample`` valid sketches, spread evenly over the classes and splits, are rendered and encoded
+    ``sample`` valid sketches, spread over the classes in proportion to their counts, are rendered and encoded
     in this process with the build's options, and their mean tar-member size is scaled up.
     Reading takes about as long as a build's ingest stage, in one process.
     """
@@ -450,8 +450,7 @@ def plan_build(
     reporter = reporter or Reporter()
     sources = discover(Path(src))
     wanted = tuple(options.splits or SPLITS)
-    per_source = max(1, -(-sample // len(sources))) if sample > 0 else 0
-    kept, skipped, skipped_files, picked = [], [], [], []
+    kept, skipped, skipped_files, reservoirs = [], [], [], []
     reporter.stage("read", len(sources))
     for source in sources:
         try:
@@ -488,16 +487,19 @@ def plan_build(
             reporter.warn(f"{source.name}: skipped {len(record.skipped)} invalid sketch(es)")
             reporter.skip(len(record.skipped))
         skipped.extend(record.skipped)
-        if valid and per_source:
-            step = max(1, len(valid) // per_source)
-            picked.extend((len(kept), *item) for item in valid[::step][:per_source])
+        # Keep at most `sample` evenly spaced candidates per class, so memory stays small.
+        reservoirs.append(valid[:: max(1, len(valid) // max(sample, 1))][:sample])
         kept.append((source, record))
         reporter.advance(1)
     splits = _splits_present(kept, options)
-    picked = [item for item in picked if item[1] in splits]
+    picked = _proportional_sample(
+        [[item for item in reservoir if item[0] in splits] for reservoir in reservoirs],
+        [sum(record.counts.get(split, 0) for split in splits) for _, record in kept],
+        sample,
+    )
     classes = [record.category for _, record in kept]
     sizes = []
-    for class_index, split, index, sketch in picked[:: max(1, len(picked) // max(sample, 1))][:sample]:
+    for class_index, split, index, sketch in picked:
         key = sample_key(split, class_index, index)
         image = encode_image(render_sketch(sketch, options.render, color_seed(options.seed, key)), options.render)
         meta = {"category": classes[class_index], "class": class_index, "split": split, "index": index}
@@ -520,3 +522,23 @@ def plan_build(
     return BuildPlan(
         Path(src), classes, counts, shard_counts, estimated, per_sample, len(sizes), skipped, skipped_files
     )
+
+
+def _proportional_sample(reservoirs: list[list], counts: list[int], sample: int) -> list[tuple]:
+    """``(class index, *item)`` picks from each class's candidates, as many as its share of ``counts``.
+
+    Small classes then weigh in the size estimate as little as they weigh in the output.
+    """
+    total = sum(counts)
+    if total == 0 or sample <= 0:
+        return []
+    shares = [sample * count / total for count in counts]
+    quotas = [int(share) for share in shares]
+    by_remainder = sorted(range(len(counts)), key=lambda i: shares[i] - quotas[i], reverse=True)
+    for i in by_remainder[: sample - sum(quotas)]:
+        quotas[i] += 1
+    picked = []
+    for class_index, (reservoir, quota) in enumerate(zip(reservoirs, quotas)):
+        if quota and reservoir:
+            picked.extend((class_index, *item) for item in reservoir[:: max(1, len(reservoir) // quota)][:quota])
+    return picked

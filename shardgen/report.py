@@ -113,7 +113,8 @@ class ProgressReporter(Reporter):
 
     def _fields(self) -> dict:
         elapsed = max(time.monotonic() - self.started, 1e-9)
-        rate = f"{self.done / elapsed:,.0f} {UNITS.get(self.name, '')}/s" if self.done else ""
+        # Files arrive a few a second at most: a files/s figure says nothing, images/s is the speed.
+        rate = f"{self.done / elapsed:,.0f} images/s" if self.done and self.name == "render" else ""
         counts = f"shards {self.shards}  skipped {self.skipped}" if self.name == "render" else f"skipped {self.skipped}"
         return {"rate": rate, "counts": counts}
 

@@ -147,3 +147,14 @@ def test_plan_build_matches_what_build_writes_without_writing(tmp_path):
     assert plan.skipped == result.manifest["skipped"]
     actual = sum(s["bytes"] for info in splits.values() for s in info["shards"])
     assert abs(sum(plan.estimated_bytes.values()) - actual) < 0.25 * actual
+
+
+def test_size_sample_follows_class_counts():
+    """The dry run's size sample takes from each class in proportion to its count, at most `sample` in all."""
+    from shardgen.pipeline import _proportional_sample
+
+    reservoirs = [[("train", i, None) for i in range(64)], [("train", i, None) for i in range(10)]]
+    picked = _proportional_sample(reservoirs, [9_900, 100], 64)
+    assert len(picked) == 64
+    assert sum(1 for p in picked if p[0] == 1) == 1
+    assert len({p[:3] for p in picked}) == 64  # no candidate picked twice
