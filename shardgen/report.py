@@ -13,6 +13,7 @@ import sys
 import time
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -77,7 +78,11 @@ class ProgressReporter(Reporter):
         self._finish()
         self.name, self.total, self.done = name, total, 0
         self.started = self.last_log = time.monotonic()
-        if self.progress is not None:
+        if total == 0 and name == "render":
+            self.task = None
+            if self.enabled:
+                self._log("render: nothing to render, every shard is already complete")
+        elif self.progress is not None:
             self.task = self.progress.add_task(name, total=total, unit=UNITS.get(name, ""), **self._fields())
         elif self.enabled:
             self._log(f"{name}: {total:,} {UNITS.get(name, '')}")
@@ -104,7 +109,7 @@ class ProgressReporter(Reporter):
             )
 
     def warn(self, message: str) -> None:
-        self.console.print(f"[yellow]warning:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+        self.console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
     def skip(self, count: int) -> None:
         self.skipped += count
@@ -123,7 +128,7 @@ class ProgressReporter(Reporter):
         rate = self.done / elapsed if elapsed > 0 else 0.0
         percent = 100 * self.done / self.total if self.total else 100.0
         parts = [f"{self.name}: {self.done:,}/{self.total:,} {UNITS.get(self.name, '')} ({percent:.0f}%)"]
-        parts.append(f"{rate:,.0f}/s")
+        parts.append(f"{rate:,.0f} {UNITS.get(self.name, '')}/s")
         if self.done < self.total and rate > 0:
             parts.append(f"ETA {_clock((self.total - self.done) / rate)}")
         else:
@@ -191,7 +196,9 @@ def print_summary(result: BuildResult, as_json: bool = False) -> None:
     console = Console(file=sys.stdout, highlight=False)
     console.print(_table(("split", "images", "shards", "bytes", "skipped", "blank"), rows))
     console.print(
-        f"{data['images']:,} images in {result.seconds:.1f} s ({data['images_per_second']:,.0f} images/s rendered); "
+        f"{data['images']:,} images in {result.seconds:.1f} s ("
+        + (f"{data['images_per_second']:,.0f} images/s rendered" if result.images_rendered else "nothing rendered")
+        + "); "
         f"shards written {data['shards_written']}, reused {data['shards_reused']}; "
         f"skipped {data['skipped']}" + (" (listed in manifest.json)" if data["skipped"] else ""),
         soft_wrap=True,

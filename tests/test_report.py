@@ -177,9 +177,11 @@ def test_progress_off_a_terminal_is_plain_log_lines(sample_src, tmp_path, monkey
     assert "\x1b" not in result.stderr
     assert lines[0] == "ingest: 4 files"
     assert "render: 720 images" in lines
-    periodic = [line for line in lines if re.match(r"render: [\d,]+/720 images \(\d+%\), [\d,]+/s, ETA ", line)]
+    periodic = [line for line in lines if re.match(r"render: [\d,]+/720 images \(\d+%\), [\d,]+ images/s, ETA ", line)]
     assert periodic, lines
-    assert re.match(r"render: 720/720 images \(100%\), [\d,]+/s, took [\d:]+, shards written 9, skipped 0$", lines[-1])
+    assert re.match(
+        r"render: 720/720 images \(100%\), [\d,]+ images/s, took [\d:]+, shards written 9, skipped 0$", lines[-1]
+    )
 
 
 def test_no_progress_is_silent_on_stderr(sample_src, tmp_path):
@@ -219,3 +221,20 @@ def test_terminal_bar_shows_counts_and_prints_warnings_above_it():
     segments = [s.strip() for s in re.split(r"[\r\n]", re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text))]
     assert "warning: bad.npz: skipped 2 invalid sketch(es)" in segments
     assert "wrote train-000000.tar: 60 images, 123.0 KB in 0.50 s (120 images/s)" in segments
+
+
+def test_rebuild_says_nothing_to_render_and_nothing_rendered(sample_src, tmp_path):
+    """A rerun that reuses every shard says so instead of showing a 0/0 bar and a 0 images/s rate."""
+    invoke("build", sample_src, tmp_path / "out", *FAST, "-q")
+    result = invoke("build", sample_src, tmp_path / "out", *FAST)
+    assert result.exit_code == 0
+    assert "render: nothing to render, every shard is already complete" in result.stderr.splitlines()
+    assert "(nothing rendered); shards written 0, reused 9; skipped 0" in result.stdout
+
+
+def test_warnings_keep_square_brackets():
+    """A warning naming `valid[3]` or a file called `[x].npz` is printed as is, not read as markup."""
+    out = io.StringIO()
+    reporter = ProgressReporter(console=Console(file=out, width=100))
+    reporter.warn("[x].npz: valid[3]: shape (2, 2) is not (n, 3)")
+    assert out.getvalue() == "warning: [x].npz: valid[3]: shape (2, 2) is not (n, 3)\n"
