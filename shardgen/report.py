@@ -42,20 +42,23 @@ class ProgressReporter(Reporter):
         self.live = self.enabled and self.console.is_terminal
         self.progress: Progress | None = None
         self.task = None
+        self.notes: list[str] = []
         self.name, self.total, self.done, self.shards, self.skipped = "", 0, 0, 0, 0
         self.started = self.last_log = time.monotonic()
 
     def __enter__(self) -> ProgressReporter:
         if self.live:
+            # Elapsed time only when the terminal is wide enough; the bar takes what is left.
+            wide = self.console.width >= 120
             self.progress = Progress(
                 TextColumn("[bold]{task.description:<6}"),
-                BarColumn(bar_width=30),
+                BarColumn(bar_width=max(10, min(40, self.console.width - (100 if wide else 84)))),
                 TextColumn("{task.completed:>,.0f}/{task.total:,.0f} {task.fields[unit]}"),
                 TaskProgressColumn(),
                 TextColumn("{task.fields[rate]}"),
-                TimeElapsedColumn(),
+                *([TimeElapsedColumn()] if wide else []),
                 TextColumn("ETA"),
-                TimeRemainingColumn(),
+                TimeRemainingColumn(compact=True),
                 TextColumn("{task.fields[counts]}"),
                 console=self.console,
                 refresh_per_second=self.REFRESH_PER_SECOND,
@@ -66,6 +69,9 @@ class ProgressReporter(Reporter):
     def __exit__(self, exc_type, *exc) -> None:
         if self.progress is not None:
             self.progress.stop()
+            # Printed once the bars are gone, so the lines read in the order things happened.
+            for note in self.notes:
+                self._log(note)
         elif exc_type is None:
             self._finish()
 
@@ -80,7 +86,9 @@ class ProgressReporter(Reporter):
         self.started = self.last_log = time.monotonic()
         if total == 0 and name == "render":
             self.task = None
-            if self.enabled:
+            if self.progress is not None:
+                self.notes.append("render: nothing to render, every shard is already complete")
+            elif self.enabled:
                 self._log("render: nothing to render, every shard is already complete")
         elif self.progress is not None:
             self.task = self.progress.add_task(name, total=total, unit=UNITS.get(name, ""), **self._fields())
@@ -196,9 +204,9 @@ def print_summary(result: BuildResult, as_json: bool = False) -> None:
     console = Console(file=sys.stdout, highlight=False)
     console.print(_table(("split", "images", "shards", "bytes", "skipped", "blank"), rows))
     console.print(
-        f"{data['images']:,} images in {result.seconds:.1f} s ("
-        + (f"{data['images_per_second']:,.0f} images/s rendered" if result.images_rendered else "nothing rendered")
-        + "); "
+        f"{data['images']:,} images in {result.seconds:.1f} s, "
+        + (f"{data['images_per_second']:,.0f} images/s" if result.images_rendered else "nothing rendered")
+        + "; "
         f"shards written {data['shards_written']}, reused {data['shards_reused']}; "
         f"skipped {data['skipped']}" + (" (listed in manifest.json)" if data["skipped"] else ""),
         soft_wrap=True,
