@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "BuildOptions": "pipeline",
+    "BuildPlan": "pipeline",
     "BuildResult": "pipeline",
     "InputError": "errors",
     "OptionsChangedError": "errors",
@@ -28,6 +29,7 @@ _EXPORTS = {
     "category_name": "read",
     "discover": "read",
     "encode_image": "render",
+    "plan_build": "pipeline",
     "read_npz": "npz",
     "render_sketch": "render",
     "validate_sketch": "read",
@@ -58,7 +60,7 @@ if TYPE_CHECKING:  # explicit imports for type checkers and readers
         WorkerError,
     )
     from .npz import read_npz
-    from .pipeline import BuildOptions, BuildResult, Reporter, build
+    from .pipeline import BuildOptions, BuildPlan, BuildResult, Reporter, build, plan_build
     from .read import category_name, discover, validate_sketch
     from .render import RenderOptions, encode_image, render_sketch
     from .sample import write_samples

@@ -240,3 +240,11 @@ def test_warnings_keep_square_brackets():
     reporter = ProgressReporter(console=Console(file=out, width=100))
     reporter.warn("[x].npz: valid[3]: shape (2, 2) is not (n, 3)")
     assert out.getvalue() == "warning: [x].npz: valid[3]: shape (2, 2) is not (n, 3)\n"
+
+
+def test_quiet_json_prints_only_the_json(sample_src, tmp_path):
+    """-q with --json: stdout is the JSON alone, stderr is empty."""
+    result = invoke("build", sample_src, tmp_path / "out", "--dry-run", "--json", "-q")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["images"] == 720
+    assert result.stderr == ""
