@@ -161,6 +161,22 @@ def build(
     print_summary(result)
 
 
+@app.command()
+@reports_errors
+def preview(
+    dst: Path = typer.Argument(..., help="A finished build's output folder (holds manifest.json)."),
+    output: Path = typer.Option(..., "--output", "-o", help="PNG file to write the contact sheet to."),
+    split: str = typer.Option("train", "--split", help="Split to show samples of."),
+    count: int = typer.Option(64, "--count", "-n", help="Number of samples (about as many from each class)."),
+    cell: int = typer.Option(64, "--cell", help="Width and height of each image in the grid, in pixels."),
+) -> None:
+    """Write a contact sheet of rendered samples, each labelled with its category, to look at."""
+    from .preview import preview as run_preview
+
+    shown = run_preview(dst, output, split=split, count=count, cell=cell)
+    typer.echo(f"wrote {shown} {split} samples to {output}")
+
+
 def main() -> None:
     """Console-script entry point."""
     app(prog_name="shardgen")

@@ -46,16 +46,21 @@ class RenderOptions:
     png_compression: int = 1  # zlib level; 1 is the speed/size sweet spot for line drawings
 
     @property
+    def width(self) -> float:
+        """The stroke width asked for, in pixels."""
+        return self.line_width if self.line_width is not None else max(1.0, 0.025 * self.size)
+
+    @property
     def thickness(self) -> int:
-        width = self.line_width if self.line_width is not None else 0.025 * self.size
-        return max(1, int(round(width)))
+        """The OpenCV ``thickness`` whose drawn width is nearest to ``width``."""
+        return opencv_thickness(self.width, self.antialias)
 
     @property
     def extension(self) -> str:
         return self.format
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "line_width": self.thickness}
+        return {**asdict(self), "line_width": self.width}
 
     def check(self) -> None:
         """Raise ``ValueError`` naming the first option that is out of range."""
@@ -75,6 +80,24 @@ class RenderOptions:
             raise ValueError(f"quality must be between 1 and 100, got {self.quality}")
         if not 0 <= self.png_compression <= 9:
             raise ValueError(f"png compression must be between 0 and 9, got {self.png_compression}")
+
+
+def drawn_width(thickness: int, antialias: bool) -> float:
+    """How wide OpenCV really draws a line of ``thickness`` (ink per unit length, measured).
+
+    OpenCV draws ``thickness >= 2`` as a band ``thickness + (thickness & 1)`` wide plus its edge
+    pixels (about 1.5 px more antialiased, 1 px more without), and ``thickness = 1`` as a thin line.
+    So its widths come in steps of two pixels, each 1 to 2 px wider than the number passed.
+    """
+    if thickness <= 1:
+        return 1.35 if antialias else 1.0
+    return thickness + (thickness & 1) + (1.5 if antialias else 1.0)
+
+
+def opencv_thickness(width: float, antialias: bool) -> int:
+    """The thickness to pass to OpenCV so that lines come out as close to ``width`` px as it can."""
+    candidates = [1, *range(2, int(width) + 4, 2)]
+    return min(candidates, key=lambda t: (abs(drawn_width(t, antialias) - width), t))
 
 
 def split_strokes(strokes: np.ndarray, size: int, padding: float) -> list[np.ndarray]:
@@ -154,8 +177,8 @@ def render_sketch(strokes: np.ndarray, options: RenderOptions = RenderOptions(),
         for polyline, color, dot in zip(polylines, colors, dots):
             if dot:
                 # OpenCV's thin antialiased line draws a zero-length segment as two faint pixels
-                # (and a one-point polyline as nothing), so a dot is a filled disc of the line width.
-                radius = max(1, thickness * (1 << SHIFT) // 2)
+                # (and a one-point polyline as nothing), so a dot is a filled disc as wide as a line.
+                radius = max(1 << (SHIFT - 1), int(round(options.width * (1 << SHIFT) / 2)))
                 cv2.circle(image, tuple(int(v) for v in polyline[0]), radius, color, -1, line_type, SHIFT)
             else:
                 cv2.polylines(image, [polyline], False, color, thickness, line_type, SHIFT)
