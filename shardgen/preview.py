@@ -114,7 +114,10 @@ def preview(dst: Path, output: Path, split: str = "train", count: int = 64, cell
     samples = pick_samples(dst, manifest, split, count)
     if not samples:
         raise UsageError(f"split {split!r} holds no samples", dst)
-    ok, data = cv2.imencode(".png", contact_sheet(samples, cell))
+    sheet = contact_sheet(samples, cell)
+    if (sheet[..., 0] == sheet[..., 1]).all() and (sheet[..., 1] == sheet[..., 2]).all():
+        sheet = sheet[..., 0]  # a grayscale build makes a grayscale sheet, a third of the size
+    ok, data = cv2.imencode(".png", sheet, [cv2.IMWRITE_PNG_COMPRESSION, 9])
     if not ok:  # pragma: no cover - PNG encoding of a uint8 BGR image does not fail
         raise RuntimeError("OpenCV could not encode the contact sheet")
     try:
