@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import zlib
 from dataclasses import asdict, dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import cv2
 import numpy as np
@@ -50,7 +50,7 @@ class RenderOptions:
         """The stroke width asked for, in pixels."""
         return self.line_width if self.line_width is not None else max(1.0, 0.025 * self.size)
 
-    @property
+    @cached_property
     def thickness(self) -> int:
         """The OpenCV ``thickness`` whose drawn width is nearest to ``width``."""
         return opencv_thickness(self.width, self.antialias)
@@ -105,7 +105,8 @@ def split_strokes(strokes: np.ndarray, size: int, padding: float) -> list[np.nda
 
     A stroke of one point is kept (as a dot) only when it is the open end of the sketch (pen still
     down, e.g. a sketch of a single point); a lone point followed by a pen lift inks nothing, as
-    the segment rule says.
+    the segment rule says. A stroke that does not move (all its points equal) comes back as a
+    single point: a dot.
     """
     points = np.cumsum(strokes[:, :2], axis=0, dtype=np.float64)
     lo, hi = points.min(axis=0), points.max(axis=0)
@@ -119,12 +120,14 @@ def split_strokes(strokes: np.ndarray, size: int, padding: float) -> list[np.nda
 
     lifted = strokes[:, 2] != 0
     ends = np.flatnonzero(lifted) + 1
+    # moves[i]: how often the position changed up to point i; equal at both ends means no move.
+    moves = np.concatenate([[0], np.cumsum((fixed[1:] != fixed[:-1]).any(axis=1))])
     polylines = []
     start = 0
     for end in [*ends.tolist(), len(strokes)]:
         open_end = end == len(strokes) and not lifted[end - 1]
         if end - start >= 2 or (end - start == 1 and open_end):
-            polylines.append(fixed[start:end])
+            polylines.append(fixed[start:end] if moves[end - 1] != moves[start] else fixed[start : start + 1])
         start = end
     return polylines
 
@@ -168,7 +171,7 @@ def render_sketch(strokes: np.ndarray, options: RenderOptions = RenderOptions(),
     polylines = split_strokes(strokes, size, options.padding)
     line_type = cv2.LINE_AA if options.antialias else cv2.LINE_8
     thickness = options.thickness
-    dots = [bool((polyline == polyline[0]).all()) for polyline in polylines]
+    dots = [len(polyline) == 1 for polyline in polylines]
     if options.color == "black" and not any(dots):
         if polylines:
             cv2.polylines(image, polylines, False, (0,) * channels, thickness, line_type, SHIFT)
