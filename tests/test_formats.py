@@ -112,3 +112,24 @@ def test_png_compression_changes_size_not_pixels():
     assert np.array_equal(
         cv2.imdecode(np.frombuffer(small, np.uint8), 0), cv2.imdecode(np.frombuffer(fast, np.uint8), 0)
     )
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpg", "webp", "npy"])
+def test_a_build_in_each_format_streams_through_webdataset(tmp_path, fmt):
+    """A real build with --format FMT: webdataset reads every sample back as a decoded image and class."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from shardgen.pipeline import BuildOptions, build
+    from shardgen.sample import write_samples
+
+    write_samples(tmp_path / "npz", categories=2, per_split=4, seed=0)
+    options = BuildOptions(render=RenderOptions(size=SIZE, format=fmt), splits=("train",))
+    with ThreadPoolExecutor(1) as pool:
+        build(tmp_path / "npz", tmp_path / "out", options, executor=pool)
+    urls = [str(p) for p in sorted((tmp_path / "out").glob("train-*.tar"))]
+    samples = list(wds.WebDataset(urls, shardshuffle=False).decode("l8"))
+    assert len(samples) == 8
+    for sample in samples:
+        assert sample[fmt].shape == (SIZE, SIZE) and sample[fmt].dtype == np.uint8
+        assert sample["cls"] in (0, 1) and sample["json"]["category"] in ("circle", "square")
+        assert sample[fmt].min() < 64 and sample[fmt][0, 0] > 200  # ink on a light background

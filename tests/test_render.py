@@ -168,3 +168,42 @@ def test_property_ink_fits_touches_the_margin_and_is_deterministic(strokes, size
     low, high = size * padding - 0.5, size * (1 - padding) - 0.5  # margin box, pixel-centre coordinates
     assert abs(inked.min() - low) <= half + 1.5
     assert abs(inked.max() - high) <= half + 1.5
+
+
+def reference_render(sketch: np.ndarray, size: int, width: float, padding: float, supersample: int = 8) -> np.ndarray:
+    """An independent renderer: Pillow lines with round caps on an 8x canvas, box-filtered down."""
+    from PIL import Image, ImageDraw
+
+    points = np.cumsum(sketch[:, :2].astype(np.float64), axis=0)
+    lo, hi = points.min(axis=0), points.max(axis=0)
+    scale = size * (1 - 2 * padding) / (hi - lo).max()
+    canvas = ((points - (lo + hi) / 2) * scale + size / 2) * supersample  # continuous, pixel edges on integers
+    big = Image.new("L", (size * supersample, size * supersample), 255)
+    draw = ImageDraw.Draw(big)
+    radius = width * supersample / 2
+    for i in range(1, len(sketch)):
+        if sketch[i - 1, 2] == 0:
+            a, b = tuple(canvas[i - 1]), tuple(canvas[i])
+            draw.line([a, b], fill=0, width=int(round(width * supersample)))
+            for x, y in (a, b):
+                draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=0)
+    return np.asarray(big.resize((size, size), Image.BOX))
+
+
+@pytest.mark.parametrize("size", [64, 256])
+def test_matches_an_independent_reference_renderer(size):
+    """Against a supersampled Pillow renderer: same place (ink centroid within 0.6 px), similar ink."""
+    from shardgen.sample import SHAPES, draw
+
+    rng = np.random.default_rng(5)
+    options = RenderOptions(size=size)
+    for shape in SHAPES:
+        sketch = draw(shape, rng)
+        ours = 255 - render_sketch(sketch, options).astype(np.float64)
+        theirs = 255 - reference_render(sketch, size, options.width, options.padding).astype(np.float64)
+        rows, cols = np.indices(ours.shape)
+        for grid in (rows, cols):
+            assert abs((ours * grid).sum() / ours.sum() - (theirs * grid).sum() / theirs.sum()) <= 0.6, shape
+        assert 0.7 <= ours.sum() / theirs.sum() <= 1.3, shape
+        mask_ours, mask_theirs = ours > 127, theirs > 127
+        assert (mask_ours & mask_theirs).sum() / (mask_ours | mask_theirs).sum() >= 0.7, shape
