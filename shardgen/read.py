@@ -125,7 +125,7 @@ def validate_sketch(sketch: object) -> str | None:
     if sketch.dtype.kind == "f" and not np.isfinite(sketch).all():
         return "contains NaN or infinite values"
     positions = np.abs(np.cumsum(sketch[:, :2], axis=0, dtype=np.float64))
-    if positions.max() > MAX_COORDINATE:
+    if not positions.max() <= MAX_COORDINATE:  # also catches a NaN, which compares false
         return f"coordinates exceed {MAX_COORDINATE:g}"
     return None
 

@@ -158,3 +158,14 @@ def test_size_sample_follows_class_counts():
     assert len(picked) == 64
     assert sum(1 for p in picked if p[0] == 1) == 1
     assert len({p[:3] for p in picked}) == 64  # no candidate picked twice
+
+
+def test_any_executor_works_and_gives_the_same_bytes(sample_src, tmp_path):
+    """The orchestrator only needs a concurrent.futures.Executor (as Dask's is): threads give the same shards."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    options = BuildOptions(render=RenderOptions(size=32), shard_size=100, splits=("valid",))
+    with ThreadPoolExecutor(2) as executor:
+        build(sample_src, tmp_path / "threads", options, executor=executor, procs=2)
+    build(sample_src, tmp_path / "procs", options, procs=2)
+    assert shard_bytes(tmp_path / "threads") == shard_bytes(tmp_path / "procs")

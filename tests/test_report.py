@@ -42,7 +42,7 @@ def src_with_bad_sketch(tmp_path_factory):
 
 
 def test_every_command_and_option_has_help_with_its_default():
-    """Each command has a help line; each option but --help/--version has help text and shows a default."""
+    """Each command has a help line; each option has help text, and each optional one shows its default."""
     root = typer.main.get_command(app)
     for name, command in root.commands.items():
         assert command.help and command.help.strip(), name
@@ -52,7 +52,10 @@ def test_every_command_and_option_has_help_with_its_default():
         for param in options:
             assert param.help, f"{name} {param.name} has no help text"
             assert param.param_type_name == "argument" or param.opts[0] in result.output
-        with_default = [p for p in options if p.param_type_name == "option"]
+        with_default = [p for p in options if p.param_type_name == "option" and not p.required]
+        for param in with_default:
+            shown = isinstance(param.show_default, str) or not (param.default is None or param.default is False)
+            assert shown, f"{name} {param.opts[0]} shows no default"
         assert result.output.count("[default:") == len(with_default), name
 
 
