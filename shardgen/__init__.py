@@ -23,14 +23,18 @@ _EXPORTS = {
     "SketchError": "errors",
     "UnsafePickleError": "errors",
     "UsageError": "errors",
+    "VerifyError": "errors",
+    "VerifyResult": "verify",
     "WorkerError": "errors",
     "build": "pipeline",
     "category_name": "read",
     "discover": "read",
     "encode_image": "render",
     "read_npz": "npz",
+    "open_dataset": "dataset",
     "render_sketch": "render",
     "validate_sketch": "read",
+    "verify": "verify",
     "write_samples": "sample",
 }
 
@@ -47,6 +51,7 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:  # explicit imports for type checkers and readers
+    from .dataset import open_dataset
     from .errors import (
         InputError,
         OptionsChangedError,
@@ -55,6 +60,7 @@ if TYPE_CHECKING:  # explicit imports for type checkers and readers
         SketchError,
         UnsafePickleError,
         UsageError,
+        VerifyError,
         WorkerError,
     )
     from .npz import read_npz
@@ -62,3 +68,4 @@ if TYPE_CHECKING:  # explicit imports for type checkers and readers
     from .read import category_name, discover, validate_sketch
     from .render import RenderOptions, encode_image, render_sketch
     from .sample import write_samples
+    from .verify import VerifyResult, verify

@@ -134,6 +134,34 @@ def build(
     print_summary(result)
 
 
+@app.command()
+@reports_errors
+def verify(
+    dst: Path = typer.Argument(..., help="A build's output folder (holding manifest.json)."),
+) -> None:
+    """Read every shard in DST and check it against the manifest; exit 0 only if all is well."""
+    from .errors import VerifyError
+    from .verify import verify as run_verify
+
+    result = run_verify(dst)
+    for problem in result.problems:
+        typer.echo(problem)
+    if not result.ok:
+        raise VerifyError(result.verdict(), dst)
+    typer.echo(f"{dst}: {result.verdict()}")
+
+
+@app.command()
+@reports_errors
+def info(
+    dst: Path = typer.Argument(..., help="A build's output folder (holding manifest.json)."),
+) -> None:
+    """Show what DST holds: images per class and split, shards and sizes, render options, skips."""
+    from .info import print_info
+
+    print_info(dst)
+
+
 def main() -> None:
     """Console-script entry point."""
     app(prog_name="shardgen")
