@@ -32,6 +32,7 @@ _EXPORTS = {
     "encode_image": "render",
     "read_npz": "npz",
     "open_dataset": "dataset",
+    "open_indexed": "dataset",
     "render_sketch": "render",
     "validate_sketch": "read",
     "verify": "verify",
@@ -51,7 +52,7 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:  # explicit imports for type checkers and readers
-    from .dataset import open_dataset
+    from .dataset import open_dataset, open_indexed
     from .errors import (
         InputError,
         OptionsChangedError,

@@ -92,12 +92,19 @@ class SampleDecoder:
         return tensor.float().div_(255.0)
 
     def __call__(self, sample: dict) -> tuple:
+        if any(k.startswith(".") for k in sample):
+            sample = _from_wids(sample)
         ext = image_member(sample)
         image = self.image(sample[ext], ext)
         label = int(sample["cls"])
         if self.metadata:
             return image, label, json.loads(sample["json"])
         return image, label
+
+
+def _from_wids(sample: dict) -> dict:
+    """A wids sample (``{".png": stream, ...}``) in webdataset's shape (``{"png": bytes, ...}``)."""
+    return {(k[1:] if k.startswith(".") else k): (v.read() if hasattr(v, "read") else v) for k, v in sample.items()}
 
 
 def _is_url(dst: str | Path) -> bool:
@@ -188,3 +195,25 @@ def open_dataset(
     if shuffle:
         dataset = dataset.shuffle(shuffle, seed=seed)
     return dataset.map(decoder)
+
+
+def open_indexed(dst: str | Path, split: str = "train", *, decode: str = "numpy", metadata: bool = False):
+    """A ``wids.ShardListDataset`` over one split: random access by index, ``len()``, any sampler.
+
+    Items are ``(image, label)`` (or with ``metadata``, a third item), decoded as by
+    :func:`open_dataset`. Local shards are read in place; remote ones go through wids' cache.
+    Needs the ``wids`` package (``pip install 'shardgen[wids]'``).
+    """
+    try:
+        import wids
+    except ModuleNotFoundError:
+        raise UsageError("random access needs the wids package: pip install 'shardgen[wids]'") from None
+
+    manifest = load_manifest(dst)
+    shard_urls(dst, split, manifest)  # a clear error for an unknown split
+    decoder = SampleDecoder(decode, metadata, render_channels(manifest))
+    index = f"{str(dst).rstrip('/')}/{split}.wids.json" if _is_url(dst) else str(Path(dst) / f"{split}.wids.json")
+    # localname=str maps a local shard path to itself, so wids opens it where it is instead of
+    # copying it into its cache folder first.
+    extra = {} if _is_url(dst) else {"localname": str}
+    return wids.ShardListDataset(index, transformations=[decoder], **extra)

@@ -179,3 +179,18 @@ def test_wids_random_access_returns_the_right_sample(small_build, tmp_path):
         meta = json.loads(got[".json"].read())
         assert manifest["classes"][int(sample["cls"])] == meta["category"]
     dataset.close()
+
+
+def test_open_indexed_gives_decoded_samples_by_index(small_build):
+    """open_indexed wraps wids: len() is the split's count and item i is the wids sample i, decoded."""
+    pytest.importorskip("wids", reason="wids is not installed (pip install 'shardgen[wids]')")
+    from shardgen.dataset import open_indexed
+
+    dataset = open_indexed(small_build, "valid", metadata=True)
+    streamed = list(open_dataset(small_build, "valid", metadata=True))
+    assert len(dataset) == len(streamed) == 60
+    for index in (0, 13, 59):
+        image, label, meta = dataset[index]
+        assert image.dtype == np.uint8 and image.shape == (32, 32)
+        assert (label, meta) == streamed[index][1:] and np.array_equal(image, streamed[index][0])
+    dataset.close()
