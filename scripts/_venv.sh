@@ -26,6 +26,8 @@ ensure_venv() {
 ensure_torch() {
     if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
         echo "scripts: installing torch==2.13.0 into .venv" >&2
-        "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
+        # Not fatal: where this pin cannot be had, the torch tests skip and say why (pytest -ra).
+        "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "torch==2.13.0" ||
+            echo "scripts: WARNING: could not install torch==2.13.0; the DataLoader tests will skip" >&2
     fi
 }

@@ -138,12 +138,15 @@ def build(
 @reports_errors
 def verify(
     dst: Path = typer.Argument(..., help="A build's output folder (holding manifest.json)."),
+    procs: int = typer.Option(os.cpu_count() or 1, "--procs", "-p", help="Worker processes.", show_default="all cores"),
 ) -> None:
     """Read every shard in DST and check it against the manifest; exit 0 only if all is well."""
-    from .errors import VerifyError
+    from .errors import UsageError, VerifyError
     from .verify import verify as run_verify
 
-    result = run_verify(dst)
+    if procs < 1:
+        raise UsageError(f"procs must be at least 1, got {procs}")
+    result = run_verify(dst, procs=procs)
     for problem in result.problems:
         typer.echo(problem)
     if not result.ok:

@@ -194,3 +194,21 @@ def test_open_indexed_gives_decoded_samples_by_index(small_build):
         assert image.dtype == np.uint8 and image.shape == (32, 32)
         assert (label, meta) == streamed[index][1:] and np.array_equal(image, streamed[index][0])
     dataset.close()
+
+
+@pytest.mark.parametrize(("fmt", "channels"), [("jpg", 3), ("webp", 1), ("npy", 3), ("npy", 1)])
+def test_other_formats_stream_and_verify(tmp_path, fmt, channels):
+    """Builds in jpg, webp or npy, grey or colour, stream with the build's shape and verify clean."""
+    from shardgen.pipeline import BuildOptions, build
+    from shardgen.sample import write_samples
+    from shardgen.verify import verify
+
+    write_samples(tmp_path / "src", categories=2, per_split=4, seed=3)
+    options = BuildOptions(render=RenderOptions(size=24, format=fmt, channels=channels), splits=("valid",))
+    build(tmp_path / "src", tmp_path / "out", options, procs=1)
+    items = list(open_dataset(tmp_path / "out", "valid"))
+    shape = (24, 24) if channels == 1 else (24, 24, 3)
+    assert len(items) == 8 and {image.shape for image, _ in items} == {shape}
+    assert sorted(label for _, label in items) == [0, 0, 0, 0, 1, 1, 1, 1]
+    result = verify(tmp_path / "out", procs=1)
+    assert result.ok, result.problems

@@ -122,10 +122,20 @@ def test_undecodable_image_and_duplicate_key_are_found(build_copy):
     twin = next(iter(other))
     samples[twin] = other[twin]
     rewrite_shard(build_copy, "test-000002.tar", samples)
-    result = verify(build_copy)
+    result = verify(build_copy, procs=1)
     assert not result.ok
     assert any(p.startswith(f"test-000002.tar: sample {first}: image does not decode") for p in result.problems)
     assert f"test-000002.tar: sample {twin}: key also in test-000001.tar" in result.problems
+
+
+def test_one_and_two_processes_find_the_same_problems(build_copy):
+    """verify gives the same problems whether shards are checked in-process or by a pool."""
+    path = build_copy / "valid-000003.tar"
+    path.write_bytes(path.read_bytes()[:9000])
+    (build_copy / "train-000001.tar").unlink()
+    one, two = verify(build_copy, procs=1), verify(build_copy, procs=2)
+    assert one.problems == two.problems and len(one.problems) >= 3
+    assert one.samples == two.samples < 180
 
 
 def test_folder_without_a_build_is_a_one_line_error(tmp_path):
