@@ -10,6 +10,7 @@ Images are decoded by member extension, whatever format the build used (``png``,
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 from pathlib import Path
@@ -70,6 +71,10 @@ class SampleDecoder:
     def __init__(self, decode: str = "numpy", metadata: bool = False, channels: int | None = None) -> None:
         if decode not in DECODERS:
             raise UsageError(f"decode must be one of {', '.join(DECODERS)}, got {decode!r}")
+        # Fail here, once, rather than inside every DataLoader worker.
+        needs = {"torch": ("torch", "shardgen[torch]"), "pil": ("PIL", "pillow")}.get(decode)
+        if needs and importlib.util.find_spec(needs[0]) is None:
+            raise UsageError(f"decode={decode!r} needs {needs[0]}: pip install '{needs[1]}'")
         self.decode = decode
         self.metadata = metadata
         self.channels = channels

@@ -90,6 +90,12 @@ class _ShardCheck:
     key_hashes: list[int] = field(default_factory=list)
 
 
+def _spelling(ext: str) -> str:
+    """One name per image format, so that a ``jpeg`` build may write ``.jpg`` members."""
+    ext = ext.lower()
+    return {"jpeg": "jpg", "tif": "tiff"}.get(ext, ext)
+
+
 def key_hash(key: str) -> int:
     """A stable 8-byte hash of a sample key. A collision among 10^8 keys has odds of about 1 in
     3,700 and costs nothing but a re-read: repeats are confirmed on the key names before reporting."""
@@ -149,7 +155,7 @@ class _Checker:
         images = [ext for ext in members if ext not in ("cls", "json")]
         if len(images) != 1:
             problem(f"has image members {images or 'none'}, expected one")
-        elif self.format is not None and images[0] != self.format:
+        elif self.format is not None and _spelling(images[0]) != _spelling(self.format):
             problem(f"image is .{images[0]}, the manifest says {self.format}")
         if "cls" not in members or "json" not in members:
             problem("lacks its .cls or .json member")
@@ -159,6 +165,9 @@ class _Checker:
             meta = json.loads(members["json"])
         except ValueError as error:
             problem(f"unreadable .cls or .json ({error})")
+            return
+        if not isinstance(meta, dict):
+            problem(f".json holds a {type(meta).__name__}, not an object")
             return
         check.classes[label] += 1
         if not 0 <= label < len(self.classes):

@@ -134,17 +134,24 @@ def test_dataloader_with_two_workers_sees_every_sample_once(small_build):
 
 
 def test_open_dataset_works_without_torch(small_build):
-    """In a Python where torch cannot be imported, open_dataset still streams the split."""
+    """In a Python where torch cannot be imported, open_dataset still streams the split (and
+    decode='torch' is refused up front with the install command)."""
     code = (
         "import sys; sys.modules['torch'] = None\n"
         "from shardgen import open_dataset\n"
         f"items = list(open_dataset({str(small_build)!r}, 'valid'))\n"
         "assert 'torch' not in sys.modules or sys.modules['torch'] is None\n"
         "print(len(items), items[0][0].shape)\n"
+        "try:\n"
+        f"    open_dataset({str(small_build)!r}, 'valid', decode='torch')\n"
+        "except Exception as error:\n"
+        "    print(type(error).__name__, error)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["60", "(32,", "32)"]
+    lines = result.stdout.splitlines()
+    assert lines[0] == "60 (32, 32)"
+    assert lines[1] == "UsageError decode='torch' needs torch: pip install 'shardgen[torch]'"
 
 
 def test_unknown_split_and_missing_build_are_clear_errors(small_build, tmp_path):
