@@ -87,6 +87,22 @@ def build(
     dst: Path = typer.Argument(..., help="Output folder for shards, manifest.json and wids indexes."),
     procs: int = typer.Option(os.cpu_count() or 1, "--procs", "-p", help="Worker processes.", show_default="all cores"),
     size: int = typer.Option(256, "--size", help="Image width and height in pixels."),
+    line_width: Optional[float] = typer.Option(
+        None, "--line-width", help="Stroke width in pixels (rounded to whole pixels).", show_default="2.5% of size"
+    ),
+    padding: float = typer.Option(0.05, "--padding", help="Margin around the drawing, as a fraction of the size."),
+    antialias: bool = typer.Option(True, "--antialias/--no-antialias", help="Smooth or hard-edged lines."),
+    invert: bool = typer.Option(False, "--invert", help="White ink on black instead of black on white."),
+    channels: int = typer.Option(1, "--channels", help="1 (grayscale) or 3 (colour)."),
+    color: str = typer.Option(
+        "black",
+        "--color",
+        help="black; random: each stroke its own colour (seeded by --seed and the sample key); "
+        "order: stroke order as intensity, first strokes darkest (a colour ramp with --channels 3).",
+    ),
+    image_format: str = typer.Option("png", "--format", help="png, jpg, webp or npy (raw uint8 array)."),
+    quality: int = typer.Option(90, "--quality", help="jpg/webp quality, 1-100 (both are lossy)."),
+    png_compression: int = typer.Option(1, "--png-compression", help="png zlib level 0-9 (does not change pixels)."),
     shard_size: int = typer.Option(
         10_000, "--shard-size", help="Most samples per shard; shards are cut to near-equal sizes."
     ),
@@ -119,7 +135,18 @@ def build(
     from .report import ProgressReporter, print_summary
 
     options = BuildOptions(
-        render=RenderOptions(size=size),
+        render=RenderOptions(
+            size=size,
+            line_width=line_width,
+            padding=padding,
+            antialias=antialias,
+            invert=invert,
+            channels=channels,
+            color=color,
+            format=image_format,
+            quality=quality,
+            png_compression=png_compression,
+        ),
         shard_size=shard_size,
         splits=tuple(s.strip() for s in splits.split(",") if s.strip()) if splits else None,
         limit=limit,
@@ -132,6 +159,22 @@ def build(
             src, dst, options, procs=procs, chunk_size=chunk_size, overwrite=overwrite, reporter=reporter
         )
     print_summary(result)
+
+
+@app.command()
+@reports_errors
+def preview(
+    dst: Path = typer.Argument(..., help="A finished build's output folder (holds manifest.json)."),
+    output: Path = typer.Option(..., "--output", "-o", help="PNG file to write the contact sheet to."),
+    split: str = typer.Option("train", "--split", help="Split to show samples of."),
+    count: int = typer.Option(64, "--count", "-n", help="Number of samples (about as many from each class)."),
+    cell: int = typer.Option(64, "--cell", help="Width and height of each image in the grid, in pixels."),
+) -> None:
+    """Write a contact sheet of rendered samples, each labelled with its category, to look at."""
+    from .preview import preview as run_preview
+
+    shown = run_preview(dst, output, split=split, count=count, cell=cell)
+    typer.echo(f"wrote {shown} {split} samples to {output}")
 
 
 @app.command()

@@ -19,6 +19,11 @@ class ShardgenError(Exception):
         self.message = message
         super().__init__(f"{self.path}: {message}" if self.path is not None else message)
 
+    def __reduce__(self):
+        # Errors raised in worker processes are pickled back to the parent; the default reduce
+        # would call __init__ with the formatted message only and fail (or lose the path).
+        return (type(self), (self.message, self.path))
+
 
 class UsageError(ShardgenError):
     """The command line asks for something impossible (missing SRC, DST is a file, bad option)."""
@@ -44,6 +49,9 @@ class SketchError(ShardgenError):
     def __init__(self, reason: str, source: str, split: str, index: int) -> None:
         self.reason, self.source, self.split, self.index = reason, source, split, index
         super().__init__(f"{source}: {split}[{index}]: {reason}")
+
+    def __reduce__(self):
+        return (type(self), (self.reason, self.source, self.split, self.index))
 
 
 class OptionsChangedError(ShardgenError):

@@ -73,7 +73,8 @@ def read_npy(stream: io.BufferedIOBase) -> np.ndarray:
     version = np.lib.format.read_magic(stream)
     if version == (1, 0):
         shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
-    elif version == (2, 0):
+    elif version in ((2, 0), (3, 0)):
+        # 3.0 only differs in allowing utf-8 in the header, which the 2.0 reader parses alike
         shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
     else:
         raise InputError(f"unsupported .npy format version {version}")

@@ -98,6 +98,16 @@ ADAPTERS: dict[str, Callable[[Path, Sequence[str]], dict[str, np.ndarray]]] = {
 }
 
 
+def as_sketch_array(sketch: object) -> object:
+    """Lists of rows (as some tools pickle sketches) become arrays; anything else is returned as is."""
+    if isinstance(sketch, (list, tuple)):
+        try:
+            return np.asarray(sketch)
+        except ValueError:  # ragged rows
+            return sketch
+    return sketch
+
+
 def validate_sketch(sketch: object) -> str | None:
     """Return why ``sketch`` cannot be rendered, or ``None`` when it is a usable stroke-3 array."""
     if not isinstance(sketch, np.ndarray):
@@ -111,7 +121,7 @@ def validate_sketch(sketch: object) -> str | None:
     if sketch.dtype.kind == "f" and not np.isfinite(sketch).all():
         return "contains NaN or infinite values"
     positions = np.abs(np.cumsum(sketch[:, :2], axis=0, dtype=np.float64))
-    if positions.max() > MAX_COORDINATE:
+    if not positions.max() <= MAX_COORDINATE:  # also catches a NaN, which compares false
         return f"coordinates exceed {MAX_COORDINATE:g}"
     return None
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import zlib
 from dataclasses import asdict, dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import cv2
 import numpy as np
@@ -23,6 +23,11 @@ FORMATS = ("png", "jpg", "webp", "npy")
 COLORS = ("black", "random", "order")
 # Stroke intensities never go lighter than this, so faded or random strokes stay visible on white.
 LIGHTEST_INK = 200
+# ``--color order`` fades by a fixed step per stroke index, as the Kaggle QuickDraw pipelines do,
+# so an intensity means the same stroke index in every sketch; strokes past the tenth share the
+# lightest level.
+ORDER_STEPS = 10
+ORDER_STEP = LIGHTEST_INK // ORDER_STEPS
 
 
 @dataclass(frozen=True)
@@ -41,16 +46,21 @@ class RenderOptions:
     png_compression: int = 1  # zlib level; 1 is the speed/size sweet spot for line drawings
 
     @property
+    def width(self) -> float:
+        """The stroke width asked for, in pixels."""
+        return self.line_width if self.line_width is not None else max(1.0, 0.025 * self.size)
+
+    @cached_property
     def thickness(self) -> int:
-        width = self.line_width if self.line_width is not None else 0.025 * self.size
-        return max(1, int(round(width)))
+        """The OpenCV ``thickness`` whose drawn width is nearest to ``width``."""
+        return opencv_thickness(self.width, self.antialias)
 
     @property
     def extension(self) -> str:
         return self.format
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "line_width": self.thickness}
+        return {**asdict(self), "line_width": self.width}
 
     def check(self) -> None:
         """Raise ``ValueError`` naming the first option that is out of range."""
@@ -72,29 +82,60 @@ class RenderOptions:
             raise ValueError(f"png compression must be between 0 and 9, got {self.png_compression}")
 
 
+def drawn_width(thickness: int, antialias: bool) -> float:
+    """How wide OpenCV really draws a line of ``thickness`` (ink per unit length, measured).
+
+    OpenCV draws ``thickness >= 2`` as a band ``thickness + (thickness & 1)`` wide plus its edge
+    pixels (about 1.5 px more antialiased, 1 px more without), and ``thickness = 1`` as a thin line.
+    So its widths come in steps of two pixels, each 1 to 2 px wider than the number passed.
+    """
+    if thickness <= 1:
+        return 1.35 if antialias else 1.0
+    return thickness + (thickness & 1) + (1.5 if antialias else 1.0)
+
+
+# Between OpenCV's 2 px steps, lean this much towards the wider antialiased line (whose edge pixels
+# are only partly inked): at the default 256 px
+# (6.4 px asked) that draws thickness 6, the value OpenCV-based QuickDraw pipelines use, instead of
+# a 5.5 px line; at 64 px (1.6 px asked) it still draws the thin line, not a 3.5 px one.
+WIDER_BIAS = 0.5
+
+
+def opencv_thickness(width: float, antialias: bool) -> int:
+    """The thickness to pass to OpenCV so that lines come out as close to ``width`` px as it can."""
+    candidates = [1, *range(2, int(width) + 4, 2)]
+    target = width + (WIDER_BIAS if antialias else 0.0)
+    return min(candidates, key=lambda t: (abs(drawn_width(t, antialias) - target), t))
+
+
 def split_strokes(strokes: np.ndarray, size: int, padding: float) -> list[np.ndarray]:
     """Absolute, scaled, centred fixed-point polylines (int32, ``SHIFT`` bits) of one sketch.
 
-    A stroke of one point is kept (as a two-point polyline, i.e. a dot) only when it is the open
-    end of the sketch (pen still down); a lone point followed by a pen lift inks nothing.
+    A stroke of one point is kept (as a dot) only when it is the open end of the sketch (pen still
+    down, e.g. a sketch of a single point); a lone point followed by a pen lift inks nothing, as
+    the segment rule says. A stroke that does not move (all its points equal) comes back as a
+    single point: a dot.
     """
     points = np.cumsum(strokes[:, :2], axis=0, dtype=np.float64)
     lo, hi = points.min(axis=0), points.max(axis=0)
     extent = float((hi - lo).max())
     scale = size * (1.0 - 2.0 * padding) / extent if extent > 0 else 1.0
-    # OpenCV puts pixel centres on integers, so the canvas spans [-0.5, size - 0.5].
-    offset = size / 2.0 - 0.5 - (lo + hi) / 2.0 * scale
-    fixed = np.rint((points * scale + offset) * (1 << SHIFT)).astype(np.int32)
+    # OpenCV puts pixel centres on integers, so the canvas spans [-0.5, size - 0.5]. Subtracting
+    # the centre before scaling (rather than adding a precomputed offset) keeps far-off drawings
+    # exact: no cancellation between two huge numbers.
+    canvas = (points - (lo + hi) / 2.0) * scale + (size / 2.0 - 0.5)
+    fixed = np.rint(canvas * (1 << SHIFT)).astype(np.int32)
 
     lifted = strokes[:, 2] != 0
     ends = np.flatnonzero(lifted) + 1
+    # moves[i]: how often the position changed up to point i; equal at both ends means no move.
+    moves = np.concatenate([[0], np.cumsum((fixed[1:] != fixed[:-1]).any(axis=1))])
     polylines = []
     start = 0
     for end in [*ends.tolist(), len(strokes)]:
-        if end - start >= 2:
-            polylines.append(fixed[start:end])
-        elif end - start == 1 and end == len(strokes) and not lifted[start]:
-            polylines.append(np.repeat(fixed[start:end], 2, axis=0))
+        open_end = end == len(strokes) and not lifted[end - 1]
+        if end - start >= 2 or (end - start == 1 and open_end):
+            polylines.append(fixed[start:end] if moves[end - 1] != moves[start] else fixed[start : start + 1])
         start = end
     return polylines
 
@@ -122,8 +163,7 @@ def _stroke_colors(count: int, options: RenderOptions, color_seed: int) -> list[
         return [tuple(int(v) for v in row) for row in values]
     if options.color == "order":
         ramp = _order_ramp(options.channels)
-        steps = np.linspace(0, LIGHTEST_INK, count) if count > 1 else np.zeros(1)
-        return [tuple(int(v) for v in ramp[int(round(s))]) for s in steps]
+        return [tuple(int(v) for v in ramp[min(index, ORDER_STEPS) * ORDER_STEP]) for index in range(count)]
     return [(0,) * options.channels] * count
 
 
@@ -138,12 +178,21 @@ def render_sketch(strokes: np.ndarray, options: RenderOptions = RenderOptions(),
     image = np.full(shape, 255, dtype=np.uint8)
     polylines = split_strokes(strokes, size, options.padding)
     line_type = cv2.LINE_AA if options.antialias else cv2.LINE_8
-    if options.color == "black":
+    thickness = options.thickness
+    dots = [len(polyline) == 1 for polyline in polylines]
+    if options.color == "black" and not any(dots):
         if polylines:
-            cv2.polylines(image, polylines, False, (0,) * channels, options.thickness, line_type, SHIFT)
+            cv2.polylines(image, polylines, False, (0,) * channels, thickness, line_type, SHIFT)
     else:
-        for polyline, color in zip(polylines, _stroke_colors(len(polylines), options, color_seed)):
-            cv2.polylines(image, [polyline], False, color, options.thickness, line_type, SHIFT)
+        colors = _stroke_colors(len(polylines), options, color_seed)
+        for polyline, color, dot in zip(polylines, colors, dots):
+            if dot:
+                # OpenCV's thin antialiased line draws a zero-length segment as two faint pixels
+                # (and a one-point polyline as nothing), so a dot is a filled disc as wide as a line.
+                radius = max(1 << (SHIFT - 1), int(round(options.width * (1 << SHIFT) / 2)))
+                cv2.circle(image, tuple(int(v) for v in polyline[0]), radius, color, -1, line_type, SHIFT)
+            else:
+                cv2.polylines(image, [polyline], False, color, thickness, line_type, SHIFT)
     if options.invert:
         np.subtract(255, image, out=image)
     return image

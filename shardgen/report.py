@@ -100,6 +100,7 @@ def print_summary(result: BuildResult) -> None:
         f"shards written {result.shards_written}, reused {result.shards_reused}; "
         f"skipped {skipped}",
         highlight=False,
+        soft_wrap=True,  # one line, whatever the terminal width, so logs and scripts can match it
     )
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import atomic
 from .errors import InputError, SketchError
-from .read import ADAPTERS, SourceFile, stroke_dtype, validate_sketch
+from .read import ADAPTERS, SourceFile, as_sketch_array, stroke_dtype, validate_sketch
 from .render import has_ink
 
 
@@ -81,7 +81,8 @@ def ingest(task: IngestTask) -> ClassRecord:
         if task.limit is not None:
             sketches = sketches[: task.limit]
         kept, kept_index, blank = [], [], 0
-        for index, sketch in enumerate(sketches):
+        for index, raw in enumerate(sketches):
+            sketch = as_sketch_array(raw)
             reason = validate_sketch(sketch)
             if reason is not None:
                 if task.on_error == "fail":

@@ -122,3 +122,14 @@ def test_sample_files_are_deterministic(tmp_path):
     a = write_samples(tmp_path / "a", categories=3, per_split=5, seed=7)
     b = write_samples(tmp_path / "b", categories=3, per_split=5, seed=7)
     assert [p.read_bytes() for p in a] == [p.read_bytes() for p in b]
+
+
+def test_any_executor_works_and_gives_the_same_bytes(sample_src, tmp_path):
+    """The orchestrator only needs a concurrent.futures.Executor (as Dask's is): threads give the same shards."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    options = BuildOptions(render=RenderOptions(size=32), shard_size=100, splits=("valid",))
+    with ThreadPoolExecutor(2) as executor:
+        build(sample_src, tmp_path / "threads", options, executor=executor, procs=2)
+    build(sample_src, tmp_path / "procs", options, procs=2)
+    assert shard_bytes(tmp_path / "threads") == shard_bytes(tmp_path / "procs")

@@ -77,3 +77,26 @@ def test_file_without_split_keys_is_refused(tmp_path):
 def test_invalid_sketches_get_a_reason(sketch, reason):
     """Each kind of invalid sketch is named, so skips can be reported."""
     assert reason in validate_sketch(sketch)
+
+
+def test_sketches_pickled_as_lists_of_rows_are_accepted():
+    """Some tools store each sketch as a list of [dx, dy, pen] rows; they read as arrays."""
+    from shardgen.read import as_sketch_array
+
+    sketch = as_sketch_array([[1, 2, 0], [3, 4, 1]])
+    assert validate_sketch(sketch) is None and sketch.tolist() == [[1, 2, 0], [3, 4, 1]]
+    assert "not an array" in validate_sketch(as_sketch_array([[1, 2, 0], [3]]))
+
+
+def test_npy_format_version_3_members_load(tmp_path):
+    """Members written in .npy format 3.0 (utf-8 headers) are read like 1.0 and 2.0."""
+    import io
+    import zipfile
+
+    from shardgen.npz import read_npz
+
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, np.arange(6, dtype=np.int16).reshape(2, 3), version=(3, 0))
+    with zipfile.ZipFile(tmp_path / "v3.npz", "w") as archive:
+        archive.writestr("train.npy", buffer.getvalue())
+    assert read_npz(tmp_path / "v3.npz")["train"].tolist() == [[0, 1, 2], [3, 4, 5]]

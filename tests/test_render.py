@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
-from shardgen.render import RenderOptions, has_ink, render_sketch
+from shardgen.render import RenderOptions, drawn_width, encode_image, has_ink, render_sketch
 
 OPTIONS = RenderOptions(size=100, padding=0.1, line_width=2)
 INK = 128  # a pixel darker than this counts as inked
@@ -83,3 +86,125 @@ def test_default_is_256_grayscale_black_on_white():
     image = render_sketch(np.array([[0, 0, 0], [10, 10, 1]], np.int16))
     assert image.shape == (256, 256) and image.dtype == np.uint8
     assert image[0, 0] == 255 and image.min() == 0
+
+
+def test_single_pen_down_point_is_a_visible_dot():
+    """A sketch of one pen-down point is a dark dot in the centre, even with a 1 px line."""
+    for size in (28, 64, 256):
+        image = render_sketch(np.array([[7, -3, 0]], np.int16), RenderOptions(size=size))
+        rows, cols = np.nonzero(ink(image))
+        assert image.min() == 0 and len(rows) >= 1
+        assert abs(rows.mean() - (size - 1) / 2) <= 1 and abs(cols.mean() - (size - 1) / 2) <= 1
+
+
+def test_far_off_drawing_renders_like_one_at_the_origin():
+    """Centring before scaling: a drawing 1e9 units away gives the same pixels as at the origin."""
+    sketch = np.array([[0, 0, 0], [37, 11, 0], [-5, 29, 1], [13, -7, 0], [3, 3, 1]], np.float64)
+    far = sketch.copy()
+    far[0, :2] = [1e9, -1e9]
+    assert np.array_equal(render_sketch(sketch, OPTIONS), render_sketch(far, OPTIONS))
+
+
+def _horizontal_line_width(width: float, antialias: bool) -> float:
+    """Ink per unit length across the middle of a long horizontal line, in pixels."""
+    line = np.array([[0, 0, 0], [1000, 0, 1]], np.int16)
+    image = render_sketch(line, RenderOptions(size=200, line_width=width, antialias=antialias))
+    return float((255 - image[:, 80:120].astype(np.float64)).sum() / 255 / 40)
+
+
+@pytest.mark.parametrize("antialias", [True, False])
+@pytest.mark.parametrize("width", [1, 1.6, 2.5, 3.2, 4, 6.4, 9, 12.8])
+def test_line_width_is_the_drawn_width_within_a_pixel(width, antialias):
+    """--line-width W draws lines W px wide within 1.5 px (OpenCV widths step by 2 px and antialiased
+    lines lean half a pixel towards the wider step)."""
+    assert abs(_horizontal_line_width(width, antialias) - width) <= 1.5
+
+
+def test_default_line_width_is_2_5_percent_of_the_size_at_least_1():
+    """Default width: 2.5% of the size, at least 1 px; the manifest records the width asked for."""
+    assert RenderOptions(size=256).width == 6.4 and RenderOptions(size=28).width == 1.0
+    assert RenderOptions(size=256).to_dict()["line_width"] == 6.4
+    assert abs(_horizontal_line_width(RenderOptions(size=200).width, True) - 5.0) <= 1.25
+
+
+# Property-based: random valid sketches made of strokes of at least two points (so every point is inked).
+stroke = st.lists(st.tuples(st.integers(-300, 300), st.integers(-300, 300)), min_size=2, max_size=8)
+
+
+def to_stroke3(strokes: list[list[tuple[int, int]]]) -> np.ndarray:
+    rows = []
+    for points in strokes:
+        for number, (x, y) in enumerate(points):
+            rows.append([x, y, int(number == len(points) - 1)])
+    array = np.array(rows, np.int64)
+    array[1:, :2] = np.diff(array[:, :2], axis=0)
+    return array.astype(np.int16)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    strokes=st.lists(stroke, min_size=1, max_size=4),
+    size=st.sampled_from([32, 48, 64]),
+    padding=st.sampled_from([0.1, 0.15, 0.2]),
+    antialias=st.booleans(),
+)
+def test_property_ink_fits_touches_the_margin_and_is_deterministic(strokes, size, padding, antialias):
+    """Any valid sketch: ink stays off the canvas edge, reaches the margin on its longer side, and
+    rendering twice gives the same bytes."""
+    sketch = to_stroke3(strokes)
+    points = np.cumsum(sketch[:, :2].astype(np.float64), axis=0)
+    extent = points.max(axis=0) - points.min(axis=0)
+    assume(extent.max() > 0)
+    options = RenderOptions(size=size, padding=padding, antialias=antialias)
+    image = render_sketch(sketch, options)
+    assert np.array_equal(image, render_sketch(sketch, options))
+    assert encode_image(image, options) == encode_image(render_sketch(sketch, options), options)
+
+    half = drawn_width(options.thickness, antialias) / 2
+    assert size * padding > half + 1  # so ink never reaches the edge ring below
+    ring = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
+    assert (ring == 255).all()
+    axis = 0 if extent[0] >= extent[1] else 1  # 0: x is the longer side (columns)
+    inked = np.flatnonzero(ink(image).any(axis=axis))
+    low, high = size * padding - 0.5, size * (1 - padding) - 0.5  # margin box, pixel-centre coordinates
+    assert abs(inked.min() - low) <= half + 1.5
+    assert abs(inked.max() - high) <= half + 1.5
+
+
+def reference_render(sketch: np.ndarray, size: int, width: float, padding: float, supersample: int = 8) -> np.ndarray:
+    """An independent renderer: Pillow lines with round caps on an 8x canvas, box-filtered down."""
+    from PIL import Image, ImageDraw
+
+    points = np.cumsum(sketch[:, :2].astype(np.float64), axis=0)
+    lo, hi = points.min(axis=0), points.max(axis=0)
+    scale = size * (1 - 2 * padding) / (hi - lo).max()
+    canvas = ((points - (lo + hi) / 2) * scale + size / 2) * supersample  # continuous, pixel edges on integers
+    big = Image.new("L", (size * supersample, size * supersample), 255)
+    draw = ImageDraw.Draw(big)
+    radius = width * supersample / 2
+    for i in range(1, len(sketch)):
+        if sketch[i - 1, 2] == 0:
+            a, b = tuple(canvas[i - 1]), tuple(canvas[i])
+            draw.line([a, b], fill=0, width=int(round(width * supersample)))
+            for x, y in (a, b):
+                draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=0)
+    return np.asarray(big.resize((size, size), Image.BOX))
+
+
+@pytest.mark.parametrize("size", [64, 256])
+def test_matches_an_independent_reference_renderer(size):
+    """Against a supersampled Pillow renderer: same place (ink centroid within 0.75 px), similar ink."""
+    from shardgen.sample import SHAPES, draw
+
+    rng = np.random.default_rng(5)
+    options = RenderOptions(size=size)
+    for shape in SHAPES:
+        sketch = draw(shape, rng)
+        ours = 255 - render_sketch(sketch, options).astype(np.float64)
+        theirs = 255 - reference_render(sketch, size, options.width, options.padding).astype(np.float64)
+        rows, cols = np.indices(ours.shape)
+        for grid in (rows, cols):
+            assert abs((ours * grid).sum() / ours.sum() - (theirs * grid).sum() / theirs.sum()) <= 0.75, shape
+        assert 0.7 <= ours.sum() / theirs.sum() <= 1.3, shape
+        mask_ours, mask_theirs = ours > 127, theirs > 127
+        assert (mask_ours & mask_theirs).sum() / (mask_ours | mask_theirs).sum() >= 0.7, shape

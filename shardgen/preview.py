@@ -1,0 +1,127 @@
+"""A contact sheet of a finished build: rendered samples in a grid, each labelled with its category.
+
+It reads the shards the way a consumer would (stdlib ``tarfile``, OpenCV or numpy decoders), so it
+also shows that a dataset decodes, not only that it was written.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import tarfile
+from collections import defaultdict
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from . import atomic
+from .errors import UsageError
+from .manifest import MANIFEST, read_manifest
+from .write import output_error
+
+LABEL_HEIGHT = 14  # pixels under each cell for its category name
+GAP = 2  # pixels between cells
+BACKGROUND = (160, 160, 160)  # grey, so white and black (inverted) cells both stand out
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+def decode(ext: str, data: bytes) -> np.ndarray:
+    """One sample's image as a BGR uint8 array, whatever its format or channel count."""
+    if ext == "npy":
+        image = np.load(io.BytesIO(data), allow_pickle=False)
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR if image.ndim == 2 else cv2.COLOR_RGB2BGR)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise UsageError(f"a .{ext} sample does not decode as an image")
+    return image
+
+
+def pick_samples(dst: Path, manifest: dict, split: str, count: int) -> list[tuple[str, np.ndarray]]:
+    """Up to ``count`` (category, image) pairs, about the same number from each class, by class.
+
+    Shards are read in order and a class stops taking samples once it has its share, so a
+    shuffled build reads a few samples more than ``count`` and an unshuffled one reads on until
+    every class has its share.
+    """
+    classes = manifest["classes"]
+    share = math.ceil(count / max(1, len(classes)))
+    taken: dict[int, list[tuple[str, np.ndarray]]] = defaultdict(list)
+    total = 0
+    for shard in manifest["splits"][split]["shards"]:
+        for sample in _samples(Path(dst) / shard["file"]):
+            class_index = int(sample.pop("cls"))
+            if len(taken[class_index]) >= share:
+                continue
+            category = json.loads(sample.pop("json"))["category"]
+            ((ext, data),) = sample.items()
+            taken[class_index].append((category, decode(ext, data)))
+            total += 1
+            if total >= count:
+                break
+        if total >= count:
+            break
+    return [item for class_index in sorted(taken) for item in taken[class_index]][:count]
+
+
+def _samples(path: Path):
+    """The samples of one shard as ``{extension: bytes}`` dicts; a sample's members are adjacent."""
+    with tarfile.open(path) as archive:
+        key, sample = None, {}
+        for member in archive:
+            name, ext = member.name.split(".", 1)
+            if name != key and sample:
+                yield sample
+                sample = {}
+            key = name
+            sample[ext] = archive.extractfile(member).read()
+        if sample:
+            yield sample
+
+
+def contact_sheet(samples: list[tuple[str, np.ndarray]], cell: int, columns: int | None = None) -> np.ndarray:
+    """A BGR grid of ``cell`` px images, each with its label underneath."""
+    columns = columns or max(1, math.ceil(math.sqrt(len(samples))))
+    rows = max(1, math.ceil(len(samples) / columns))
+    step_x, step_y = cell + GAP, cell + LABEL_HEIGHT + GAP
+    sheet = np.full((rows * step_y + GAP, columns * step_x + GAP, 3), BACKGROUND, np.uint8)
+    scale = 0.35
+    for number, (label, image) in enumerate(samples):
+        x, y = GAP + (number % columns) * step_x, GAP + (number // columns) * step_y
+        interpolation = cv2.INTER_AREA if image.shape[0] > cell else cv2.INTER_NEAREST
+        sheet[y : y + cell, x : x + cell] = cv2.resize(image, (cell, cell), interpolation=interpolation)
+        sheet[y + cell : y + cell + LABEL_HEIGHT, x : x + cell] = 255
+        text = label
+        while len(text) > 1 and cv2.getTextSize(text, FONT, scale, 1)[0][0] > cell - 2:
+            text = text[:-1]
+        cv2.putText(sheet, text, (x + 1, y + cell + LABEL_HEIGHT - 4), FONT, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    return sheet
+
+
+def preview(dst: Path, output: Path, split: str = "train", count: int = 64, cell: int = 64) -> int:
+    """Write a labelled PNG grid of up to ``count`` samples of ``split``; returns how many it shows."""
+    dst, output = Path(dst), Path(output)
+    if count < 1:
+        raise UsageError(f"count must be at least 1, got {count}")
+    if not 16 <= cell <= 1024:
+        raise UsageError(f"cell must be between 16 and 1024 pixels, got {cell}")
+    if not (dst / MANIFEST).is_file():
+        raise UsageError(f"no {MANIFEST}: not a finished shardgen build (run shardgen build first)", dst)
+    manifest = read_manifest(dst)
+    if split not in manifest["splits"]:
+        raise UsageError(f"the build has no split {split!r}; it has {', '.join(manifest['splits'])}", dst)
+    samples = pick_samples(dst, manifest, split, count)
+    if not samples:
+        raise UsageError(f"split {split!r} holds no samples", dst)
+    sheet = contact_sheet(samples, cell)
+    if (sheet[..., 0] == sheet[..., 1]).all() and (sheet[..., 1] == sheet[..., 2]).all():
+        sheet = sheet[..., 0]  # a grayscale build makes a grayscale sheet, a third of the size
+    ok, data = cv2.imencode(".png", sheet, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    if not ok:  # pragma: no cover - PNG encoding of a uint8 BGR image does not fail
+        raise RuntimeError("OpenCV could not encode the contact sheet")
+    try:
+        atomic.write_bytes(output, data.tobytes())
+    except OSError as error:
+        raise output_error(error, output) from None
+    return len(samples)
