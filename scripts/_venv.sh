@@ -19,3 +19,15 @@ ensure_venv() {
         touch "$stamp"
     fi
 }
+
+# PyTorch for the DataLoader tests: installed once, pinned, and only when it cannot be imported.
+# The pin matters: here torch==2.13.0 is a CPU build that installs in seconds, while an unpinned
+# `torch` (or the `torch` extra) resolves to a multi-GB download.
+ensure_torch() {
+    if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
+        echo "scripts: installing torch==2.13.0 into .venv" >&2
+        # Not fatal: where this pin cannot be had, the torch tests skip and say why (pytest -ra).
+        "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "torch==2.13.0" ||
+            echo "scripts: WARNING: could not install torch==2.13.0; the DataLoader tests will skip" >&2
+    fi
+}

@@ -24,6 +24,8 @@ _EXPORTS = {
     "SketchError": "errors",
     "UnsafePickleError": "errors",
     "UsageError": "errors",
+    "VerifyError": "errors",
+    "VerifyResult": "verify",
     "WorkerError": "errors",
     "build": "pipeline",
     "category_name": "read",
@@ -31,8 +33,11 @@ _EXPORTS = {
     "encode_image": "render",
     "plan_build": "pipeline",
     "read_npz": "npz",
+    "open_dataset": "dataset",
+    "open_indexed": "dataset",
     "render_sketch": "render",
     "validate_sketch": "read",
+    "verify": "verify",
     "write_samples": "sample",
 }
 
@@ -49,6 +54,7 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:  # explicit imports for type checkers and readers
+    from .dataset import open_dataset, open_indexed
     from .errors import (
         InputError,
         OptionsChangedError,
@@ -57,6 +63,7 @@ if TYPE_CHECKING:  # explicit imports for type checkers and readers
         SketchError,
         UnsafePickleError,
         UsageError,
+        VerifyError,
         WorkerError,
     )
     from .npz import read_npz
@@ -64,3 +71,4 @@ if TYPE_CHECKING:  # explicit imports for type checkers and readers
     from .read import category_name, discover, validate_sketch
     from .render import RenderOptions, encode_image, render_sketch
     from .sample import write_samples
+    from .verify import VerifyResult, verify

@@ -211,6 +211,37 @@ def preview(
     typer.echo(f"wrote {shown} {split} samples to {output}")
 
 
+@app.command()
+@reports_errors
+def verify(
+    dst: Path = typer.Argument(..., help="A build's output folder (holding manifest.json)."),
+    procs: int = typer.Option(os.cpu_count() or 1, "--procs", "-p", help="Worker processes.", show_default="all cores"),
+) -> None:
+    """Read every shard in DST and check it against the manifest; exit 0 only if all is well."""
+    from .errors import UsageError, VerifyError
+    from .verify import verify as run_verify
+
+    if procs < 1:
+        raise UsageError(f"procs must be at least 1, got {procs}")
+    result = run_verify(dst, procs=procs)
+    for problem in result.problems:
+        typer.echo(problem)
+    if not result.ok:
+        raise VerifyError(result.verdict(), dst)
+    typer.echo(f"{dst}: {result.verdict()}")
+
+
+@app.command()
+@reports_errors
+def info(
+    dst: Path = typer.Argument(..., help="A build's output folder (holding manifest.json)."),
+) -> None:
+    """Show what DST holds: images per class and split, shards and sizes, render options, skips."""
+    from .info import print_info
+
+    print_info(dst)
+
+
 def main() -> None:
     """Console-script entry point."""
     app(prog_name="shardgen")

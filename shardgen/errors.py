@@ -70,3 +70,9 @@ class WorkerError(ShardgenError):
     """A render worker died or failed while rendering a chunk."""
 
     exit_code = 1
+
+
+class VerifyError(ShardgenError):
+    """``shardgen verify`` found a build that does not match its manifest (corrupt, missing, extra)."""
+
+    exit_code = 1

@@ -30,8 +30,13 @@ def build_manifest(
     blank: dict[str, int],
     skipped: list[dict],
     skipped_files: list[dict],
+    class_counts: dict[str, list[int]] | None = None,
 ) -> dict:
-    """Everything a consumer needs to know about a build, and how to rebuild it."""
+    """Everything a consumer needs to know about a build, and how to rebuild it.
+
+    ``class_counts`` gives, per split, the number of samples of each class (in ``classes`` order),
+    so ``shardgen info`` and ``shardgen verify`` need not read every shard to know them.
+    """
     return {
         "shardgen_version": __version__,
         "classes": classes,
@@ -41,6 +46,7 @@ def build_manifest(
             split: {
                 "count": sum(s.count for s in shards),
                 "blank": blank.get(split, 0),
+                **({"class_counts": list(class_counts[split])} if class_counts and split in class_counts else {}),
                 "shards": [{"file": s.file, "count": s.count, "bytes": s.bytes, "sha256": s.sha256} for s in shards],
             }
             for split, shards in splits.items()

@@ -280,6 +280,7 @@ async def _build(sources, dst, state, options, executor, inflight, chunk_size, r
         blank={split: sum(r.blank.get(split, 0) for _, r in kept) for split in splits},
         skipped=[item for _, record in kept for item in record.skipped],
         skipped_files=skipped_files,
+        class_counts=layout["counts"],
     )
     try:
         manifest.write_index(dst, result_manifest, by_split)

@@ -15,3 +15,18 @@ def sample_src(tmp_path_factory) -> Path:
     src = tmp_path_factory.mktemp("npz")
     write_samples(src, categories=4, per_split=60, seed=1)
     return src
+
+
+@pytest.fixture(scope="session")
+def small_build(tmp_path_factory) -> Path:
+    """A finished build small enough for loader tests: 3 classes x 20 sketches a split, 32 px,
+    shards of 10 samples (6 a split, so two DataLoader workers both get shards). Read-only: tests
+    that damage it work on a copy."""
+    from shardgen.pipeline import BuildOptions, build
+    from shardgen.render import RenderOptions
+
+    src = tmp_path_factory.mktemp("small-npz")
+    write_samples(src, categories=3, per_split=20, seed=2)
+    dst = tmp_path_factory.mktemp("small-build")
+    build(src, dst, BuildOptions(render=RenderOptions(size=32), shard_size=10), procs=1)
+    return dst

@@ -1,0 +1,91 @@
+"""``shardgen info``: what a build holds, from its manifest (classes x splits, shards, options, skips)."""
+
+from __future__ import annotations
+
+import sys
+import tarfile
+from collections import Counter
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from .dataset import load_manifest
+
+# Skipped sketches listed one by one up to this many; the rest are summed up.
+MAX_SKIPPED_SHOWN = 20
+
+
+def class_counts(dst: Path, manifest: dict, split: str) -> list[int]:
+    """Samples of each class in ``split``: from the manifest, or counted from the shards' ``.cls``
+    members for builds whose manifest predates per-class counts."""
+    info = manifest["splits"][split]
+    if "class_counts" in info:
+        return list(info["class_counts"])
+    counts: Counter = Counter()
+    for shard in info["shards"]:
+        with tarfile.open(Path(dst) / shard["file"], mode="r|") as archive:
+            for member in archive:
+                if member.name.endswith(".cls"):
+                    counts[int(archive.extractfile(member).read())] += 1
+    return [counts.get(i, 0) for i in range(len(manifest["classes"]))]
+
+
+def print_info(dst: Path, console: Console | None = None) -> dict:
+    """Print the build's tables on stdout; returns the manifest they came from."""
+    console = console or Console(file=sys.stdout, width=max(100, Console(file=sys.stdout).width))
+    manifest = load_manifest(dst)
+    splits = list(manifest["splits"])
+    classes = manifest["classes"]
+    console.print(f"[bold]{dst}[/]: shardgen {manifest.get('shardgen_version', '?')} build", highlight=False)
+
+    shards = Table(title="splits", title_justify="left", box=None, pad_edge=False)
+    for column in ("split", "images", "shards", "bytes", "smallest", "largest", "blank"):
+        shards.add_column(column, justify="left" if column == "split" else "right")
+    for split, info in manifest["splits"].items():
+        sizes = [s["bytes"] for s in info["shards"]] or [0]
+        shards.add_row(
+            split,
+            f"{info['count']:,}",
+            str(len(info["shards"])),
+            human(sum(sizes)),
+            human(min(sizes)),
+            human(max(sizes)),
+            f"{info.get('blank', 0):,}",
+        )
+    console.print(shards)
+
+    counts = {split: class_counts(dst, manifest, split) for split in splits}
+    table = Table(title="classes", title_justify="left", box=None, pad_edge=False)
+    table.add_column("class", justify="right")
+    table.add_column("category")
+    for split in splits:
+        table.add_column(split, justify="right")
+    for index, name in enumerate(classes):
+        table.add_row(str(index), name, *(f"{counts[split][index]:,}" for split in splits))
+    console.print(table)
+
+    options = manifest.get("options", {})
+    render = options.get("render", {})
+    console.print("render: " + ", ".join(f"{k}={v}" for k, v in render.items()), highlight=False, soft_wrap=True)
+    other = {k: v for k, v in options.items() if k != "render"}
+    console.print("build: " + ", ".join(f"{k}={v}" for k, v in other.items()), highlight=False, soft_wrap=True)
+
+    skipped, skipped_files = manifest.get("skipped", []), manifest.get("skipped_files", [])
+    console.print(f"skipped: {len(skipped)} sketch(es), {len(skipped_files)} file(s)", highlight=False)
+    for item in skipped_files:
+        console.print(f"  {item['source']}: {item['reason']}", highlight=False)
+    for item in skipped[:MAX_SKIPPED_SHOWN]:
+        console.print(f"  {item['source']}: {item['split']}[{item['index']}]: {item['reason']}", highlight=False)
+    if len(skipped) > MAX_SKIPPED_SHOWN:
+        console.print(f"  ... and {len(skipped) - MAX_SKIPPED_SHOWN} more (see manifest.json)", highlight=False)
+    return manifest
+
+
+def human(size: int) -> str:
+    """Bytes in decimal units, as ``shardgen build`` prints them."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size} B"  # pragma: no cover

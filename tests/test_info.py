@@ -1,0 +1,66 @@
+"""shardgen info: the counts it prints come from the build (classes x splits, shards, skips)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import numpy as np
+
+from shardgen.info import class_counts
+from shardgen.pipeline import BuildOptions, build
+from shardgen.render import RenderOptions
+from tests.helpers import counts_by_class, object_array, read_split, run_cli, write_npz
+
+
+def rows(stdout: str) -> dict[str, list[str]]:
+    """Table rows keyed by their first cell (split name or class index)."""
+    return {cells[0]: cells[1:] for cells in (line.split() for line in stdout.splitlines()) if cells}
+
+
+def test_info_prints_counts_per_class_and_split_and_shards(small_build):
+    """The class table matches the .cls members in the shards; the split table counts shards and images."""
+    result = run_cli("info", small_build)
+    assert result.returncode == 0, result.stderr
+    table = rows(result.stdout)
+    for index, name in enumerate(["circle", "square", "triangle"]):
+        assert table[str(index)] == [name, "20", "20", "20"]
+    for split in ("train", "valid", "test"):
+        assert counts_by_class(read_split(small_build, split)) == {0: 20, 1: 20, 2: 20}
+        images, shards = table[split][:2]
+        assert (images, shards) == ("60", "6")
+    assert re.search(r"^render: size=32, .*format=png", result.stdout, re.M)
+    assert "skipped: 0 sketch(es), 0 file(s)" in result.stdout
+
+
+def test_info_lists_skipped_sketches(tmp_path):
+    """Invalid sketches skipped by the build are counted and listed with file, split and index."""
+    src = tmp_path / "src"
+    src.mkdir()
+    good = np.array([[0, 0, 0], [10, 10, 1]], np.int16)
+    write_npz(src / "a.npz", train=object_array([good, np.zeros((0, 3)), good]))
+    write_npz(src / "b.npz", train=object_array([good, good, good]))
+    build(src, tmp_path / "out", BuildOptions(render=RenderOptions(size=16)), procs=1)
+    result = run_cli("info", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    table = rows(result.stdout)
+    assert table["0"] == ["a", "2"] and table["1"] == ["b", "3"] and table["train"][:2] == ["5", "1"]
+    assert "skipped: 1 sketch(es), 0 file(s)" in result.stdout
+    assert "a.npz: train[1]:" in result.stdout
+
+
+def test_class_counts_fall_back_to_the_shards_for_older_manifests(small_build, tmp_path):
+    """A manifest without per-class counts still gets them, counted from the shards."""
+    dst = tmp_path / "old"
+    shutil.copytree(small_build, dst, ignore=shutil.ignore_patterns(".shardgen"))
+    manifest = json.loads((dst / "manifest.json").read_text())
+    for info in manifest["splits"].values():
+        del info["class_counts"]
+    assert class_counts(dst, manifest, "valid") == [20, 20, 20]
+
+
+def test_info_on_a_folder_without_a_build_is_a_one_line_error(tmp_path):
+    """info on a folder without manifest.json: exit 2, one line."""
+    result = run_cli("info", tmp_path)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1

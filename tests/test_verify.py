@@ -1,0 +1,147 @@
+"""shardgen verify: passes on a fresh build, fails naming the shard for each kind of damage."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from shardgen import tar
+from shardgen.errors import InputError
+from shardgen.verify import verify
+from tests.helpers import read_shard, run_cli
+
+
+@pytest.fixture
+def build_copy(small_build, tmp_path) -> Path:
+    """A private copy of the small build (without its .shardgen state) that a test may damage."""
+    dst = tmp_path / "build"
+    shutil.copytree(small_build, dst, ignore=shutil.ignore_patterns(".shardgen"))
+    return dst
+
+
+def assert_fails_naming(dst: Path, name: str, *fragments: str) -> list[str]:
+    """Run the CLI; it must exit 1 with problem lines naming ``name`` and a one-line verdict."""
+    result = run_cli("verify", dst)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    verdict = result.stderr.strip().splitlines()
+    assert len(verdict) == 1 and "FAILED" in verdict[0], result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.startswith(name + ":")]
+    assert lines, result.stdout
+    for fragment in fragments:
+        assert any(fragment in line for line in lines), (fragment, result.stdout)
+    return result.stdout.splitlines()
+
+
+def rewrite_shard(dst: Path, name: str, samples: dict[str, dict[str, bytes]], *, keep_count: bool = False) -> None:
+    """Write ``samples`` as shard ``name`` and update its bytes and hashes in the manifest and wids
+    index, so that verify can only object to the content (and, with keep_count, the count)."""
+    data = b"".join(tar.member(f"{key}.{ext}", body) for key, sample in samples.items() for ext, body in sample.items())
+    data += tar.end_of_archive(len(data))
+    (dst / name).write_bytes(data)
+    manifest = json.loads((dst / "manifest.json").read_text())
+    split = name.split("-")[0]
+    for shard in manifest["splits"][split]["shards"]:
+        if shard["file"] == name:
+            shard.update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+            if not keep_count:
+                shard["count"] = len(samples)
+    (dst / "manifest.json").write_text(json.dumps(manifest))
+    index = json.loads((dst / f"{split}.wids.json").read_text())
+    for entry in index["shardlist"]:
+        if entry["url"] == name:
+            entry.update(filesize=len(data), md5sum=hashlib.md5(data).hexdigest())
+    (dst / f"{split}.wids.json").write_text(json.dumps(index))
+
+
+def test_fresh_build_passes(small_build):
+    """A fresh build verifies: exit 0, one line saying OK with what was checked."""
+    result = run_cli("verify", small_build)
+    assert result.returncode == 0, result.stdout + result.stderr
+    verdict = f"{small_build}: OK: 3 splits, 18 shards, 180 samples match the manifest"
+    assert result.stdout.strip().splitlines() == [verdict]
+
+
+def test_flipped_byte_is_named(build_copy):
+    """One flipped byte in a shard fails verify naming that shard's sha256."""
+    path = build_copy / "train-000003.tar"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 3] ^= 0x01
+    path.write_bytes(bytes(data))
+    lines = assert_fails_naming(build_copy, "train-000003.tar", "sha256 differs")
+    assert not [line for line in lines if line.startswith(("train-000002", "valid", "test"))]
+
+
+def test_truncated_shard_is_named(build_copy):
+    """A shard cut short fails verify naming the shard, its size and its sample count."""
+    path = build_copy / "valid-000001.tar"
+    path.write_bytes(path.read_bytes()[:5000])
+    assert_fails_naming(build_copy, "valid-000001.tar", "is 5,000 bytes", "holds", "manifest says 10")
+
+
+def test_deleted_shard_is_named(build_copy):
+    """A shard missing from disk fails verify naming it as missing."""
+    (build_copy / "test-000005.tar").unlink()
+    assert_fails_naming(build_copy, "test-000005.tar", "missing")
+
+
+def test_shard_with_a_different_sample_count_is_named(build_copy):
+    """A shard holding fewer samples than the manifest says (bytes and hash made to agree) is named."""
+    samples = read_shard(build_copy / "train-000002.tar")
+    del samples[list(samples)[-1]]
+    rewrite_shard(build_copy, "train-000002.tar", samples, keep_count=True)
+    assert_fails_naming(build_copy, "train-000002.tar", "holds 9 samples, the manifest says 10")
+
+
+def test_extra_unknown_shard_is_named(build_copy):
+    """A tar file in DST that the manifest does not list fails verify naming it."""
+    shutil.copy(build_copy / "train-000000.tar", build_copy / "train-000099.tar")
+    assert_fails_naming(build_copy, "train-000099.tar", "unknown shard")
+
+
+def test_label_that_disagrees_with_the_classes_is_named(build_copy):
+    """A sample whose .cls disagrees with its metadata's category is named with its shard."""
+    samples = read_shard(build_copy / "valid-000004.tar")
+    key = next(iter(samples))
+    label = int(samples[key]["cls"])
+    samples[key]["cls"] = b"%d" % ((label + 1) % 3)
+    rewrite_shard(build_copy, "valid-000004.tar", samples)
+    assert_fails_naming(build_copy, "valid-000004.tar", f"sample {key}: label", "disagrees with its metadata")
+
+
+def test_undecodable_image_and_duplicate_key_are_found(build_copy):
+    """An image that does not decode and a key repeated from another shard are both reported."""
+    samples = read_shard(build_copy / "test-000002.tar")
+    first = next(iter(samples))
+    samples[first]["png"] = b"not a png"
+    other = read_shard(build_copy / "test-000001.tar")
+    twin = next(iter(other))
+    samples[twin] = other[twin]
+    rewrite_shard(build_copy, "test-000002.tar", samples)
+    result = verify(build_copy, procs=1)
+    assert not result.ok
+    assert any(p.startswith(f"test-000002.tar: sample {first}: image does not decode") for p in result.problems)
+    assert f"test-000002.tar: sample {twin}: key also in test-000001.tar" in result.problems
+
+
+def test_one_and_two_processes_find_the_same_problems(build_copy):
+    """verify gives the same problems whether shards are checked in-process or by a pool."""
+    path = build_copy / "valid-000003.tar"
+    path.write_bytes(path.read_bytes()[:9000])
+    (build_copy / "train-000001.tar").unlink()
+    one, two = verify(build_copy, procs=1), verify(build_copy, procs=2)
+    assert one.problems == two.problems and len(one.problems) >= 3
+    assert one.samples == two.samples < 180
+
+
+def test_folder_without_a_build_is_a_one_line_error(tmp_path):
+    """verify on a folder without manifest.json: exit 2, one line, no traceback."""
+    with pytest.raises(InputError):
+        verify(tmp_path)
+    result = run_cli("verify", tmp_path)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "no manifest.json" in result.stderr
