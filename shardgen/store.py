@@ -10,6 +10,7 @@ dataset's size and any sample can be fetched by position. A class is ingested on
 from __future__ import annotations
 
 import json
+import mmap
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,17 +115,41 @@ def _write_split(task: IngestTask, split: str, sketches: list, source_index: lis
 
 
 class StoreReader:
-    """Memory-mapped access to one split's packed sketches, opened lazily and kept per process."""
+    """Memory-mapped access to one split's packed sketches, opened lazily and kept per process.
+
+    Pages a worker touched stay in its RSS until unmapped, so over a large store every worker's RSS
+    would grow towards the store's size. :meth:`release` (called after each chunk) drops them from
+    the process (they stay in the OS page cache), keeping memory flat whatever the dataset's size.
+    """
 
     def __init__(self, store_dir: Path, split: str) -> None:
         self.store_dir, self.split = Path(store_dir), split
         self._arrays: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._maps: list[mmap.mmap] = []
+
+    def _map(self, path: Path) -> np.ndarray:
+        # np.load(mmap_mode="r") hands out np.memmap, whose slices cost microseconds each and whose
+        # mapping cannot be released; a plain ndarray over our own mmap has neither problem.
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            else:
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            offset = f.tell()
+            count = int(np.prod(shape))
+            if count == 0:
+                return np.empty(shape, dtype=dtype)
+            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        self._maps.append(mapped)
+        array = np.frombuffer(mapped, dtype=dtype, count=count, offset=offset)
+        return array.reshape(shape, order="F" if fortran else "C")
 
     def _open(self, class_index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         arrays = self._arrays.get(class_index)
         if arrays is None:
             arrays = tuple(
-                np.load(array_path(self.store_dir, self.split, class_index, name), mmap_mode="r")
+                self._map(array_path(self.store_dir, self.split, class_index, name))
                 for name in ("strokes", "offsets", "index")
             )
             self._arrays[class_index] = arrays  # type: ignore[assignment]
@@ -134,3 +159,8 @@ class StoreReader:
         """The sketch at ``position`` among the class's kept sketches, and its source index."""
         strokes, offsets, index = self._open(class_index)
         return strokes[offsets[position] : offsets[position + 1]], int(index[position])
+
+    def release(self) -> None:
+        """Drop the mapped pages from this process's RSS; the mappings stay valid."""
+        for mapped in self._maps:
+            mapped.madvise(mmap.MADV_DONTNEED)

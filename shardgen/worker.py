@@ -84,4 +84,5 @@ def render_chunk(task: ChunkTask) -> bytes:
         members.append(tar.member(f"{key}.{ext}", encode_image(image, options)))
         members.append(tar.member(f"{key}.cls", b"%d" % class_index))
         members.append(tar.member(f"{key}.json", json.dumps(meta, separators=(",", ":")).encode()))
+    reader.release()
     return b"".join(members)
