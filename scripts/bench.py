@@ -57,6 +57,7 @@ class TreeWatcher:
         self.peak_rss = 0
         self.peak_rss_by_phase: dict[str, int] = {}
         self.samples = 0
+        self.cpu_at_render: dict[str, float] | None = None  # CPU by role when ingest ended
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -109,6 +110,8 @@ class TreeWatcher:
         self.peak_rss = max(self.peak_rss, rss)
         if self.phase_file is not None:
             phase = "render" if self.phase_file.exists() else "ingest"
+            if phase == "render" and self.cpu_at_render is None:
+                self.cpu_at_render = self.cpu_by_role()
             self.peak_rss_by_phase[phase] = max(self.peak_rss_by_phase.get(phase, 0), rss)
         self.samples += 1
 
@@ -134,9 +137,12 @@ def run_watched(cmd: list[str], phase_file: Path | None = None) -> dict:
     wall = time.perf_counter() - started
     if proc.returncode != 0:
         raise SystemExit(f"bench: {' '.join(cmd[:4])} ... failed ({proc.returncode}):\n{err[-2000:]}")
+    cpu = watcher.cpu_by_role()
+    at_render = watcher.cpu_at_render or {role: 0.0 for role in cpu}
     return {
         "wall": wall,
-        "cpu": watcher.cpu_by_role(),
+        "cpu": cpu,
+        "cpu_render": {role: cpu[role] - at_render[role] for role in cpu},
         "peak_rss": watcher.peak_rss,
         "peak_rss_by_phase": dict(watcher.peak_rss_by_phase),
         "stdout": out,
@@ -351,7 +357,7 @@ def bench_input(src: Path, args, work: Path) -> None:
         shutil.rmtree(out, ignore_errors=True)
         cmd = [py, "-m", "shardgen", "build", str(src), str(out), "--procs", str(args.procs)]
         cmd += ["--size", str(args.size), "--no-progress", "--chunk-size", str(args.chunk_size)]
-        run = run_watched(cmd)
+        run = run_watched(cmd, phase_file=out / ".shardgen" / "layout.json")
         rates["shardgen"].append(images / run["wall"])
         runs["shardgen"].append(run)
         print(
@@ -372,16 +378,33 @@ def bench_input(src: Path, args, work: Path) -> None:
         print(f"  {name:10s} {median(rates[name]):10,.0f} {spread(rates[name]):>15s} {mb(rss):>16s}")
     print(f"  shardgen / bound    = {ours / bound:.2f}   (target >= 0.95)")
     print(f"  shardgen / baseline = {ours / baseline:.2f}   (target >= 1.25)")
+    cpu_per_k = {}
+    for name in ("bound", "baseline", "shardgen"):
+        cpu = [r["cpu"] for r in runs[name]]
+        cpu_per_k[name] = median([sum(c.values()) for c in cpu]) * 1000 / images
+    print(
+        f"  CPU s per 1,000 images, all processes: bound {cpu_per_k['bound']:.3f}, baseline "
+        f"{cpu_per_k['baseline']:.3f}, shardgen {cpu_per_k['shardgen']:.3f}; by CPU time (insensitive to other load):"
+        f" shardgen/bound = {cpu_per_k['bound'] / cpu_per_k['shardgen']:.2f},"
+        f" shardgen/baseline = {cpu_per_k['baseline'] / cpu_per_k['shardgen']:.2f}"
+    )
     for name in ("baseline", "shardgen"):
         cpu = [r["cpu"] for r in runs[name]]
         parent = median([c["parent"] for c in cpu]) * 1000 / images
         workers = median([c["workers"] for c in cpu]) * 1000 / images
         helpers = median([c["helpers"] for c in cpu]) * 1000 / images
         print(
-            f"  {name:10s} CPU s per 1,000 images: parent {parent:.3f}, workers {workers:.3f}"
+            f"  {name:10s} CPU s per 1,000 images: parent {parent:.4f}, workers {workers:.3f}"
             f" (parent = {100 * parent / workers:.1f}% of workers; target <= 3%)"
-            + (f", forkserver+resource tracker {helpers:.3f}" if helpers else "")
+            + (f", forkserver+resource tracker {helpers:.4f}" if helpers else "")
         )
+    render = [r["cpu_render"] for r in runs["shardgen"]]
+    parent = median([c["parent"] for c in render]) * 1000 / images
+    workers = median([c["workers"] for c in render]) * 1000 / images
+    print(
+        f"  {'':10s} render phase only (after ingest, start-up excluded): parent {parent:.4f}, workers {workers:.3f}"
+        f" ({100 * parent / workers:.1f}%)"
+    )
     for name, s in (("baseline", base_stats), ("shardgen", stats)):
         n = max(s["images"], 1)
         print(

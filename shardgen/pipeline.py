@@ -25,7 +25,7 @@ from .read import SPLITS, SourceFile, discover
 from .render import RenderOptions
 from .store import ClassRecord, IngestTask, ingest
 from .worker import LAYOUT_FILE, ChunkTask, init_worker, render_chunk
-from .write import PARTIAL_SUFFIX, Journal, ShardFile, ShardRecord, file_digest, output_error
+from .write import PARTIAL_SUFFIX, Journal, ShardFile, ShardRecord, file_digest, file_digests, output_error
 
 STATE_DIR = ".shardgen"
 BUILD_FILE = "build.json"
@@ -380,6 +380,16 @@ async def _render_shards(
         await queue.put(None)
 
     written: list[ShardRecord] = []
+    publishing: list[asyncio.Future] = []
+
+    async def publish(shard_file: ShardFile, began: float) -> None:
+        # Hash on a worker (the parent does no per-byte work), then rename and journal here.
+        digests = await loop.run_in_executor(executor, file_digests, shard_file.partial)
+        record = await shard_file.publish(digests)
+        journal.append(record)
+        written.append(record)
+        reporter.shard_done(record, time.perf_counter() - began)
+
     submitter = asyncio.ensure_future(submit())
     current: ShardFile | None = None
     began = time.perf_counter()
@@ -393,14 +403,16 @@ async def _render_shards(
             await current.append(data, stop - start)
             reporter.advance(stop - start)
             if stop == shard.stop:
-                record = await current.seal()
+                await current.close()
+                publishing.append(asyncio.ensure_future(publish(current, began)))
                 current = None
-                journal.append(record)
-                written.append(record)
-                reporter.shard_done(record, time.perf_counter() - began)
         await submitter
+        await asyncio.gather(*publishing)
     except BaseException:
         submitter.cancel()
+        for task in publishing:
+            task.cancel()
+        await asyncio.gather(*publishing, return_exceptions=True)
         while not queue.empty():
             item = queue.get_nowait()
             if item is not None:
