@@ -9,6 +9,7 @@ their shard in plan order. The parent never touches a single image.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
@@ -133,6 +134,7 @@ def build(
     own_executor = executor is None
     if executor is None:
         executor = ProcessPoolExecutor(procs, mp_context=_mp_context(), initializer=init_worker)
+        _enlarge_result_pipe(executor)
     try:
         result = asyncio.run(_build(sources, dst, state, options, executor, 2 * procs, chunk_size, reporter))
     finally:
@@ -140,6 +142,23 @@ def build(
             executor.shutdown(wait=True, cancel_futures=True)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _enlarge_result_pipe(executor: ProcessPoolExecutor, size: int = 1 << 20) -> None:
+    """Let a worker hand over a whole chunk's bytes (~2 MB at 256 px) in a couple of writes.
+
+    Results travel through one pipe, 64 KB by default on Linux: each chunk then takes ~30 refills,
+    and every refill blocks the worker until the parent's reader thread runs. Best effort: other
+    platforms, or a refused size, keep the default.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        return
+    queue = getattr(executor, "_result_queue", None)
+    for conn in (getattr(queue, "_reader", None), getattr(queue, "_writer", None)):
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            fcntl.fcntl(conn.fileno(), fcntl.F_SETPIPE_SZ, size)
 
 
 def _mp_context() -> multiprocessing.context.BaseContext:
