@@ -9,6 +9,8 @@ dataset's size and any sample can be fetched by position. A class is ingested on
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import mmap
 import os
@@ -65,6 +67,23 @@ def load_record(store_dir: Path, class_index: int) -> ClassRecord | None:
 
 def ingest(task: IngestTask) -> ClassRecord:
     """Read, validate and pack one source file; reuse the store's copy when it is up to date."""
+    try:
+        return _ingest(task)
+    finally:
+        _release_heap()
+
+
+def _release_heap() -> None:
+    """Hand the memory a file's sketches used back to the OS (glibc only; a no-op elsewhere).
+
+    A file holds ~10^5 small arrays; once freed, glibc keeps their heap in the worker, which would
+    then render the whole build with that much more RSS (measured: +200 MB over 1M sketches).
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).malloc_trim(0)
+
+
+def _ingest(task: IngestTask) -> ClassRecord:
     existing = load_record(task.store_dir, task.class_index)
     if existing is not None and existing.fingerprint == task.fingerprint:
         return existing
