@@ -9,6 +9,7 @@ their shard in plan order. The parent never touches a single image.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
@@ -25,7 +26,7 @@ from .read import SPLITS, SourceFile, discover
 from .render import RenderOptions
 from .store import ClassRecord, IngestTask, ingest
 from .worker import LAYOUT_FILE, ChunkTask, init_worker, render_chunk
-from .write import PARTIAL_SUFFIX, Journal, ShardFile, ShardRecord, file_digest, output_error
+from .write import PARTIAL_SUFFIX, Journal, ShardFile, ShardRecord, file_digest, file_digests, output_error
 
 STATE_DIR = ".shardgen"
 BUILD_FILE = "build.json"
@@ -136,6 +137,7 @@ def build(
     own_executor = executor is None
     if executor is None:
         executor = ProcessPoolExecutor(procs, mp_context=_mp_context(), initializer=init_worker)
+        _enlarge_result_pipe(executor)
     try:
         result = asyncio.run(_build(sources, dst, state, options, executor, 2 * procs, chunk_size, reporter))
     finally:
@@ -145,11 +147,34 @@ def build(
     return result
 
 
+def _enlarge_result_pipe(executor: ProcessPoolExecutor, size: int = 1 << 20) -> None:
+    """Let a worker hand over a whole chunk's bytes (~2 MB at 256 px) in a couple of writes.
+
+    Results travel through one pipe, 64 KB by default on Linux: each chunk then takes ~30 refills,
+    and every refill blocks the worker until the parent's reader thread runs. Best effort: other
+    platforms, or a refused size, keep the default.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        return
+    queue = getattr(executor, "_result_queue", None)
+    for conn in (getattr(queue, "_reader", None), getattr(queue, "_writer", None)):
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            fcntl.fcntl(conn.fileno(), fcntl.F_SETPIPE_SZ, size)
+
+
 def _mp_context() -> multiprocessing.context.BaseContext:
     # fork is unsafe once the parent has threads (aiofiles uses a thread pool); forkserver is
     # cheap and safe on POSIX, spawn is the portable fallback.
     methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    if "forkserver" not in methods:
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    # The server imports the worker's modules (numpy, OpenCV) once; every worker forked from it
+    # starts warm instead of paying those imports itself (with 128 workers, 128 times).
+    context.set_forkserver_preload(["shardgen.worker"])
+    return context
 
 
 def fingerprint(sources: list[SourceFile]) -> list[dict]:
@@ -380,6 +405,16 @@ async def _render_shards(
         await queue.put(None)
 
     written: list[ShardRecord] = []
+    publishing: list[asyncio.Future] = []
+
+    async def publish(shard_file: ShardFile, began: float) -> None:
+        # Hash on a worker (the parent does no per-byte work), then rename and journal here.
+        digests = await loop.run_in_executor(executor, file_digests, shard_file.partial)
+        record = await shard_file.publish(digests)
+        journal.append(record)
+        written.append(record)
+        reporter.shard_done(record, time.perf_counter() - began)
+
     submitter = asyncio.ensure_future(submit())
     current: ShardFile | None = None
     began = time.perf_counter()
@@ -393,14 +428,16 @@ async def _render_shards(
             await current.append(data, stop - start)
             reporter.advance(stop - start)
             if stop == shard.stop:
-                record = await current.seal()
+                await current.close()
+                publishing.append(asyncio.ensure_future(publish(current, began)))
                 current = None
-                journal.append(record)
-                written.append(record)
-                reporter.shard_done(record, time.perf_counter() - began)
         await submitter
+        await asyncio.gather(*publishing)
     except BaseException:
         submitter.cancel()
+        for task in publishing:
+            task.cancel()
+        await asyncio.gather(*publishing, return_exceptions=True)
         while not queue.empty():
             item = queue.get_nowait()
             if item is not None:

@@ -55,6 +55,20 @@ def _layout(state_dir: Path, mtime_ns: int) -> tuple[dict, dict[str, np.ndarray]
     return layout, starts
 
 
+@lru_cache(maxsize=8)
+def _meta_templates(state_dir: Path, mtime_ns: int, split: str) -> list[tuple[bytes, bytes]]:
+    """Per class, the JSON metadata before and after the index: one dumps per class, not per sample.
+
+    ``prefix + str(index) + suffix`` is exactly ``json.dumps(meta, separators=(",", ":"))``.
+    """
+    layout, _ = _layout(state_dir, mtime_ns)
+    templates = []
+    for class_index, (category, source) in enumerate(zip(layout["classes"], layout["sources"])):
+        head = json.dumps({"category": category, "class": class_index, "split": split}, separators=(",", ":"))
+        templates.append((head[:-1].encode() + b',"index":', b',"source":' + json.dumps(source).encode() + b"}"))
+    return templates
+
+
 @lru_cache(maxsize=16)
 def _reader(state_dir: Path, split: str) -> StoreReader:
     return StoreReader(state_dir / "store", split)
@@ -63,8 +77,10 @@ def _reader(state_dir: Path, split: str) -> StoreReader:
 def render_chunk(task: ChunkTask) -> bytes:
     """Render one chunk of the plan to concatenated tar members (image, class, metadata each)."""
     state_dir = Path(task.state_dir)
-    layout, starts = _layout(state_dir, (state_dir / LAYOUT_FILE).stat().st_mtime_ns)
-    classes, sources, store_ids = layout["classes"], layout["sources"], layout["store_ids"]
+    mtime_ns = (state_dir / LAYOUT_FILE).stat().st_mtime_ns
+    layout, starts = _layout(state_dir, mtime_ns)
+    templates = _meta_templates(state_dir, mtime_ns, task.split)
+    store_ids = layout["store_ids"]
     order = np.load(plan_path(state_dir, task.split), mmap_mode="r")[task.start : task.stop]
     class_ids, positions = locate(np.asarray(order), starts[task.split])
     reader = _reader(state_dir, task.split)
@@ -74,14 +90,9 @@ def render_chunk(task: ChunkTask) -> bytes:
         strokes, source_index = reader.sketch(store_ids[class_index], position)
         key = sample_key(task.split, class_index, source_index)
         image = render_sketch(strokes, options, color_seed(task.seed, key))
-        meta = {
-            "category": classes[class_index],
-            "class": class_index,
-            "split": task.split,
-            "index": source_index,
-            "source": sources[class_index],
-        }
+        prefix, suffix = templates[class_index]
         members.append(tar.member(f"{key}.{ext}", encode_image(image, options)))
         members.append(tar.member(f"{key}.cls", b"%d" % class_index))
-        members.append(tar.member(f"{key}.json", json.dumps(meta, separators=(",", ":")).encode()))
+        members.append(tar.member(f"{key}.json", b"%s%d%s" % (prefix, source_index, suffix)))
+    reader.release()
     return b"".join(members)

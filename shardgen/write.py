@@ -45,14 +45,17 @@ def output_error(error: OSError, path: Path) -> OutputError:
 
 
 class ShardFile:
-    """One shard being written: append chunk bytes, then :meth:`seal` it under its final name."""
+    """One shard being written: append chunk bytes, :meth:`close` it, then :meth:`publish` it.
+
+    The parent only appends bytes. Hashing a shard (sha256 for the manifest, md5 for wids) is the
+    one per-byte job left, and at ~1 GB/s of shards (128 workers) it would need more than a core, so
+    it happens on a worker, between :meth:`close` and :meth:`publish` (see :func:`file_digests`).
+    """
 
     def __init__(self, path: Path, handle) -> None:
         self.path = path
         self.partial = path.with_name(path.name + PARTIAL_SUFFIX)
         self._handle = handle
-        self._sha256 = hashlib.sha256()
-        self._md5 = hashlib.md5(usedforsecurity=False)
         self.size = 0
         self.count = 0
 
@@ -74,22 +77,32 @@ class ShardFile:
             await self._handle.write(data)
         except OSError as error:
             raise output_error(error, self.partial) from None
-        self._sha256.update(data)
-        self._md5.update(data)
         self.size += len(data)
 
-    async def seal(self) -> ShardRecord:
-        """End the archive, make it durable, and rename it to its final name."""
+    async def close(self) -> None:
+        """End the archive and make the partial file durable."""
         await self._write(tar.end_of_archive(self.size))
         try:
             await self._handle.flush()
             await _fsync(self._handle.fileno())
             await self._handle.close()
+        except OSError as error:
+            raise output_error(error, self.partial) from None
+
+    async def publish(self, digests: tuple[int, str, str]) -> ShardRecord:
+        """Rename the closed, hashed partial file to its final name; ``digests`` from :func:`file_digests`."""
+        size, sha256, md5 = digests
+        try:
             await aiofiles.os.replace(self.partial, self.path)
         except OSError as error:
             raise output_error(error, self.partial) from None
         fsync_dir(self.path.parent)
-        return ShardRecord(self.path.name, self.count, self.size, self._sha256.hexdigest(), self._md5.hexdigest())
+        return ShardRecord(self.path.name, self.count, size, sha256, md5)
+
+    async def seal(self) -> ShardRecord:
+        """Close, hash (here, in this process) and publish: for callers without an executor."""
+        await self.close()
+        return await self.publish(file_digests(self.partial))
 
     async def discard(self) -> None:
         """Close and delete the partial file (used when a build stops mid-shard)."""
@@ -143,3 +156,15 @@ def file_digest(path: Path) -> tuple[int, str]:
             sha.update(block)
             size += len(block)
     return size, sha.hexdigest()
+
+
+def file_digests(path: Path) -> tuple[int, str, str]:
+    """Size, sha256 and md5 of a file, read in blocks; runs on a worker for a finished shard."""
+    sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+    size = 0
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            sha.update(block)
+            md5.update(block)
+            size += len(block)
+    return size, sha.hexdigest(), md5.hexdigest()

@@ -1,0 +1,492 @@
+"""Benchmark shardgen against the machine's limit and against the plain alternative, in one run.
+
+Prints figures; asserts nothing. For every input folder it measures, on the same sketches and the
+same render settings (``RenderOptions(size=...)``: PNG, antialiased, line width 2.5% of the size):
+
+  bound     the in-memory render+encode rate: ``render_sketch`` + ``encode_image`` (the calls
+            shardgen's worker makes), one forked process per core over an even split of the
+            sketches, no tar, no disk, no queue; timed from fork to join (loading excluded)
+  baseline  what a competent user writes instead: ``multiprocessing.Pool.imap`` over chunks of
+            256 sketches + one ``webdataset.ShardWriter`` in the parent, same render function;
+            timed end to end (start-up, loading the .npz files, rendering, writing)
+  shardgen  ``python -m shardgen build SRC DST --procs N``, timed end to end (start-up, ingest,
+            rendering, writing, index)
+
+Each is run as a child process and watched by a sampler thread that reads /proc every 50 ms:
+CPU seconds (utime + stime) of the child and of every descendant (last value seen before it
+exits) and the peak of the summed RSS of the whole tree (summed RSS counts shared pages once per
+process, so it overstates, never understates).
+
+Run it through ``scripts/bench`` (sets up .venv); ``scripts/bench --help`` lists the options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+CHUNK = 256  # samples per task, for the baseline and shardgen alike
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+# ---------------------------------------------------------------------------------------------
+# Watching a process tree through /proc
+
+
+class TreeWatcher:
+    """Samples a process and its descendants every ``interval`` s: CPU per role and peak summed RSS."""
+
+    def __init__(self, pid: int, interval: float = 0.05, phase_file: Path | None = None) -> None:
+        self.pid, self.interval, self.phase_file = pid, interval, phase_file
+        self.cpu: dict[int, float] = {}  # pid -> last utime+stime seen (s)
+        self.role: dict[int, str] = {}
+        self.peak_rss = 0
+        self.peak_rss_by_phase: dict[str, int] = {}
+        self.samples = 0
+        self.cpu_at_render: dict[str, float] | None = None  # CPU by role when ingest ended
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> TreeWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _children(self, pid: int) -> list[int]:
+        out = []
+        for path in glob.glob(f"/proc/{pid}/task/*/children"):
+            try:
+                with open(path) as f:
+                    out += [int(p) for p in f.read().split()]
+            except OSError:
+                pass
+        return out
+
+    def _classify(self, pid: int, parent: int) -> str:
+        if pid == self.pid:
+            return "parent"
+        if parent == self.pid:
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmdline = f.read()
+            except OSError:
+                cmdline = b""
+            if b"forkserver" in cmdline or b"resource_tracker" in cmdline:
+                return "helpers"
+        return "workers"
+
+    def _sample(self) -> None:
+        rss = 0
+        stack = [(self.pid, 0)]
+        while stack:
+            pid, parent = stack.pop()
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rpartition(")")[2].split()
+            except OSError:
+                continue
+            if pid not in self.role:
+                self.role[pid] = self._classify(pid, parent)
+            self.cpu[pid] = max(self.cpu.get(pid, 0.0), (int(fields[11]) + int(fields[12])) / CLK_TCK)
+            rss += int(fields[21]) * PAGE
+            stack += [(child, pid) for child in self._children(pid)]
+        self.peak_rss = max(self.peak_rss, rss)
+        if self.phase_file is not None:
+            phase = "render" if self.phase_file.exists() else "ingest"
+            if phase == "render" and self.cpu_at_render is None:
+                self.cpu_at_render = self.cpu_by_role()
+            self.peak_rss_by_phase[phase] = max(self.peak_rss_by_phase.get(phase, 0), rss)
+        self.samples += 1
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._sample()
+            self._stop.wait(self.interval)
+
+    def cpu_by_role(self) -> dict[str, float]:
+        out = {"parent": 0.0, "workers": 0.0, "helpers": 0.0}
+        for pid, seconds in self.cpu.items():
+            out[self.role[pid]] += seconds
+        return out
+
+
+def run_watched(cmd: list[str], phase_file: Path | None = None) -> dict:
+    """Run ``cmd`` to completion under a TreeWatcher; wall time, CPU by role, peak RSS, stdout."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    with TreeWatcher(proc.pid, phase_file=phase_file) as watcher:
+        out, err = proc.communicate()
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"bench: {' '.join(cmd[:4])} ... failed ({proc.returncode}):\n{err[-2000:]}")
+    cpu = watcher.cpu_by_role()
+    at_render = watcher.cpu_at_render or {role: 0.0 for role in cpu}
+    return {
+        "wall": wall,
+        "cpu": cpu,
+        "cpu_render": {role: cpu[role] - at_render[role] for role in cpu},
+        "peak_rss": watcher.peak_rss,
+        "peak_rss_by_phase": dict(watcher.peak_rss_by_phase),
+        "stdout": out,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# The three contestants (the bound and the baseline run as `bench.py _bound/_baseline ...`)
+
+
+def load_sketches(src: Path) -> list[tuple[str, int, dict, object]]:
+    """Every valid sketch of every split: (split, class, metadata, strokes), in source order."""
+    from shardgen.read import ADAPTERS, SPLITS, discover, validate_sketch
+
+    out = []
+    for class_index, source in enumerate(discover(src)):
+        arrays = ADAPTERS[source.path.suffix](source.path, SPLITS)
+        for split in SPLITS:
+            for index, strokes in enumerate(arrays.get(split, ())):
+                if validate_sketch(strokes) is None:
+                    meta = {"category": source.category, "class": class_index, "split": split, "index": index}
+                    out.append((split, class_index, meta, strokes))
+    return out
+
+
+def _render_slice(sketches, options, conn) -> None:
+    import cv2
+
+    from shardgen.render import encode_image, render_sketch
+
+    cv2.setNumThreads(1)
+    total = 0
+    for _split, _cls, _meta, strokes in sketches:
+        total += len(encode_image(render_sketch(strokes, options), options))
+    conn.send(total)
+
+
+def child_bound(src: str, procs: int, size: int) -> None:
+    """Render+encode only: fork one process per core over an even split, time fork to join."""
+    import multiprocessing as mp
+
+    from shardgen.render import RenderOptions
+
+    options = RenderOptions(size=size)
+    sketches = load_sketches(Path(src))
+    ctx = mp.get_context("fork")  # the slices are inherited, not sent: no IPC of sketches
+    started = time.perf_counter()
+    pipes, workers = [], []
+    for rank in range(procs):
+        recv, send = ctx.Pipe(duplex=False)
+        worker = ctx.Process(target=_render_slice, args=(sketches[rank::procs], options, send))
+        worker.start()
+        pipes.append(recv)
+        workers.append(worker)
+    payload = sum(pipe.recv() for pipe in pipes)
+    for worker in workers:
+        worker.join()
+    seconds = time.perf_counter() - started
+    print(json.dumps({"images": len(sketches), "seconds": seconds, "payload": payload}))
+
+
+_OPTIONS = None
+
+
+def _baseline_init(options) -> None:
+    import cv2
+
+    global _OPTIONS
+    cv2.setNumThreads(1)
+    _OPTIONS = options
+
+
+def _baseline_chunk(chunk):
+    from shardgen.render import encode_image, render_sketch
+
+    out = []
+    for key, cls, meta, strokes in chunk:
+        png = encode_image(render_sketch(strokes, _OPTIONS), _OPTIONS)
+        out.append({"__key__": key, "png": png, "cls": cls, "json": meta})
+    return out
+
+
+def child_baseline(src: str, dst: str, procs: int, size: int, shard_size: int) -> None:
+    """The plain script: Pool.imap over chunks, one ShardWriter per split in the parent."""
+    import multiprocessing as mp
+
+    import numpy as np
+    import webdataset as wds
+
+    from shardgen.render import RenderOptions
+
+    options = RenderOptions(size=size)
+    sketches = load_sketches(Path(src))
+    images = 0
+    with mp.Pool(procs, initializer=_baseline_init, initargs=(options,)) as pool:
+        for split in ("train", "valid", "test"):
+            rows = [
+                (f"{split}-{cls:04d}-{meta['index']:08d}", cls, meta, strokes)
+                for s, cls, meta, strokes in sketches
+                if s == split
+            ]
+            if not rows:
+                continue
+            rows = [rows[i] for i in np.random.default_rng(0).permutation(len(rows))]  # mix the classes
+            chunks = [rows[i : i + CHUNK] for i in range(0, len(rows), CHUNK)]
+            with wds.ShardWriter(f"{dst}/{split}-%06d.tar", maxcount=shard_size, verbose=0) as sink:
+                for samples in pool.imap(_baseline_chunk, chunks):
+                    for sample in samples:
+                        sink.write(sample)
+                        images += 1
+    print(json.dumps({"images": images}))
+
+
+# ---------------------------------------------------------------------------------------------
+# The report
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def spread(values: list[float]) -> str:
+    return f"{min(values):,.0f}-{max(values):,.0f}" if len(values) > 1 else ""
+
+
+def mb(n: float) -> str:
+    return f"{n / 2**20:,.0f} MB"
+
+
+def shard_stats(dst: Path) -> dict:
+    """Bytes per sample in the shards, and how much of it is image payload / any payload."""
+    total = images = image_bytes = payload = 0
+    for path in sorted(dst.glob("*.tar")):
+        total += path.stat().st_size
+        with tarfile.open(path) as archive:
+            for member in archive:
+                payload += member.size
+                if not member.name.endswith((".cls", ".json")):
+                    images += 1
+                    image_bytes += member.size
+    return {"images": images, "total": total, "image": image_bytes, "payload": payload}
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores, {model}, Python {platform.python_version()}, {platform.system()}"
+
+
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} cores"
+
+
+def help_time(reps: int = 5) -> tuple[float, float]:
+    """Median wall time of ``python -m shardgen --help`` and of a bare ``python -c pass``."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    def timed(cmd):
+        times = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, check=True)
+            times.append(time.perf_counter() - t)
+        return median(times)
+
+    return timed([sys.executable, "-m", "shardgen", "--help"]), timed([sys.executable, "-c", "pass"])
+
+
+def sample_input(cache: Path, categories: int, per_split: int) -> Path:
+    """``shardgen sample`` data, written once into the cache and reused."""
+    from shardgen.sample import write_samples
+
+    path = cache / f"sample-c{categories}-n{per_split}-s0"
+    if not path.is_dir():
+        print(f"  (writing {categories * per_split * 3:,} synthetic sketches to {path} once)", flush=True)
+        tmp = path.with_name(path.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        write_samples(tmp, categories=categories, per_split=per_split, seed=0)
+        tmp.rename(path)
+    return path
+
+
+def bench_input(src: Path, args, work: Path) -> None:
+    py, me = sys.executable, str(Path(__file__).resolve())
+    print(f"\n== input {src}", flush=True)
+    rates: dict[str, list[float]] = {"bound": [], "baseline": [], "shardgen": []}
+    runs: dict[str, list[dict]] = {"bound": [], "baseline": [], "shardgen": []}
+    images = 0
+    for rep in range(args.reps):
+        # Interleaved, so that load from other users of the machine hits all three alike.
+        run = run_watched([py, me, "_bound", str(src), str(args.procs), str(args.size)])
+        result = json.loads(run["stdout"])
+        images = result["images"]
+        rates["bound"].append(images / result["seconds"])
+        runs["bound"].append(run)
+
+        out = work / "baseline"
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+        run = run_watched([py, me, "_baseline", str(src), str(out), str(args.procs), str(args.size), "10000"])
+        rates["baseline"].append(json.loads(run["stdout"])["images"] / run["wall"])
+        runs["baseline"].append(run)
+
+        out = work / "shardgen"
+        shutil.rmtree(out, ignore_errors=True)
+        cmd = [py, "-m", "shardgen", "build", str(src), str(out), "--procs", str(args.procs)]
+        cmd += ["--size", str(args.size), "--no-progress", "--chunk-size", str(args.chunk_size)]
+        run = run_watched(cmd, phase_file=out / ".shardgen" / "layout.json")
+        rates["shardgen"].append(images / run["wall"])
+        runs["shardgen"].append(run)
+        print(
+            f"  rep {rep + 1}/{args.reps}: "
+            + ", ".join(f"{name} {values[-1]:,.0f}/s" for name, values in rates.items())
+            + f"  ({load()})",
+            flush=True,
+        )
+
+    stats = shard_stats(work / "shardgen")
+    base_stats = shard_stats(work / "baseline")
+    bound, baseline, ours = (median(rates[k]) for k in ("bound", "baseline", "shardgen"))
+    print(f"\n  {images:,} images, {args.size} px PNG, antialiased, line width 2.5%, --procs {args.procs}")
+    print(f"  median of {args.reps} runs (min-max):")
+    print(f"  {'':10s} {'images/s':>10s} {'range':>15s} {'peak RSS (tree)':>16s}")
+    for name in ("bound", "baseline", "shardgen"):
+        rss = median([r["peak_rss"] for r in runs[name]])
+        print(f"  {name:10s} {median(rates[name]):10,.0f} {spread(rates[name]):>15s} {mb(rss):>16s}")
+    print(f"  shardgen / bound    = {ours / bound:.2f}   (target >= 0.95)")
+    print(f"  shardgen / baseline = {ours / baseline:.2f}   (target >= 1.25)")
+    cpu_per_k = {}
+    for name in ("bound", "baseline", "shardgen"):
+        cpu = [r["cpu"] for r in runs[name]]
+        cpu_per_k[name] = median([sum(c.values()) for c in cpu]) * 1000 / images
+    print(
+        f"  CPU s per 1,000 images, all processes: bound {cpu_per_k['bound']:.3f}, baseline "
+        f"{cpu_per_k['baseline']:.3f}, shardgen {cpu_per_k['shardgen']:.3f}; by CPU time (insensitive to other load):"
+        f" shardgen/bound = {cpu_per_k['bound'] / cpu_per_k['shardgen']:.2f},"
+        f" shardgen/baseline = {cpu_per_k['baseline'] / cpu_per_k['shardgen']:.2f}"
+    )
+    for name in ("baseline", "shardgen"):
+        cpu = [r["cpu"] for r in runs[name]]
+        parent = median([c["parent"] for c in cpu]) * 1000 / images
+        workers = median([c["workers"] for c in cpu]) * 1000 / images
+        helpers = median([c["helpers"] for c in cpu]) * 1000 / images
+        print(
+            f"  {name:10s} CPU s per 1,000 images: parent {parent:.4f}, workers {workers:.3f}"
+            f" (parent = {100 * parent / workers:.1f}% of workers; target <= 3%)"
+            + (f", forkserver+resource tracker {helpers:.4f}" if helpers else "")
+        )
+    render = [r["cpu_render"] for r in runs["shardgen"]]
+    parent = median([c["parent"] for c in render]) * 1000 / images
+    workers = median([c["workers"] for c in render]) * 1000 / images
+    print(
+        f"  {'':10s} render phase only (after ingest, start-up excluded): parent {parent:.4f}, workers {workers:.3f}"
+        f" ({100 * parent / workers:.1f}%)"
+    )
+    for name, s in (("baseline", base_stats), ("shardgen", stats)):
+        n = max(s["images"], 1)
+        print(
+            f"  {name:10s} shard bytes per sample {s['total'] / n:,.0f}: image {s['image'] / n:,.0f}, "
+            f"all payload (image+cls+json) {s['payload'] / n:,.0f}, tar overhead {(s['total'] - s['payload']) / n:,.0f}"
+            f" ({100 * (s['total'] - s['payload']) / s['total']:.0f}%)"
+        )
+
+
+def bench_memory(args, work: Path) -> None:
+    py = sys.executable
+    print(f"\n== memory: peak RSS of the shardgen build's process tree (--size {args.memory_size} png, to keep")
+    print("   run time bounded: memory does not depend on the image size), summed RSS sampled every 50 ms")
+    results = []
+    for total in args.memory_sketches:
+        per_split = -(-total // 30)
+        src = sample_input(Path(args.out) / "cache", 10, per_split)
+        out = work / f"memory-{total}"
+        shutil.rmtree(out, ignore_errors=True)
+        cmd = [py, "-m", "shardgen", "build", str(src), str(out), "--procs", str(args.procs)]
+        cmd += ["--size", str(args.memory_size), "--no-progress"]
+        run = run_watched(cmd, phase_file=out / ".shardgen" / "layout.json")
+        phases = run["peak_rss_by_phase"]
+        results.append(run["peak_rss"])
+        print(
+            f"  {per_split * 30:>9,} sketches (10 classes x {per_split:,} x 3 splits): peak {mb(run['peak_rss'])}"
+            f" (ingest {mb(phases.get('ingest', 0))}, render {mb(phases.get('render', 0))}),"
+            f" {per_split * 30 / run['wall']:,.0f} images/s, {run['wall']:.0f} s  ({load()})",
+            flush=True,
+        )
+        shutil.rmtree(out, ignore_errors=True)
+    if len(results) > 1:
+        print(
+            f"  largest / smallest = {results[-1] / results[0]:.2f}   "
+            f"(target <= 1.15, and <= 1 GB at 1M: {mb(results[-1])})"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("inputs", nargs="*", type=Path, help="extra folders of .npz files to bench on")
+    parser.add_argument("--reps", type=int, default=3, help="repetitions (the median is reported)")
+    parser.add_argument("--sketches", type=int, default=30_000, help="synthetic sketches (10 classes x 3 splits)")
+    parser.add_argument("--procs", type=int, default=os.cpu_count() or 1, help="worker processes (default: cores)")
+    parser.add_argument("--size", type=int, default=256, help="image size in pixels")
+    parser.add_argument("--chunk-size", type=int, default=CHUNK, help="shardgen --chunk-size")
+    parser.add_argument(
+        "--memory-sketches",
+        type=lambda s: [int(x) for x in s.split(",") if x],
+        default=[100_000, 1_000_000],
+        help="comma-separated sketch counts for the memory runs ('' to skip them)",
+    )
+    parser.add_argument("--memory-size", type=int, default=32, help="image size of the memory runs")
+    parser.add_argument("--no-sample", action="store_true", help="bench only the given input folders")
+    parser.add_argument("--out", default=str(ROOT / "bench-out"), help="work folder (cache, shards)")
+    args = parser.parse_args()
+
+    work = Path(args.out) / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    import cv2
+    import numpy
+    import webdataset
+
+    print("shardgen bench:", " ".join(sys.argv[1:]) or "(defaults)")
+    print(f"machine: {machine()}")
+    print(f"versions: numpy {numpy.__version__}, opencv {cv2.__version__}, webdataset {webdataset.__version__}")
+    print(f"at start: {load()}; a load above the core count means others share the CPU (figures are noisy)")
+    shardgen_help, bare = help_time()
+    print(f"\n`python -m shardgen --help`: {shardgen_help:.3f} s (target <= 0.3; `python -c pass` takes {bare:.3f} s)")
+
+    inputs = [] if args.no_sample else [sample_input(Path(args.out) / "cache", 10, -(-args.sketches // 30))]
+    for src in [*inputs, *args.inputs]:
+        bench_input(src, args, work / src.name)
+    if args.memory_sketches:
+        bench_memory(args, work)
+    print(f"\nat end: {load()}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "_bound":
+        child_bound(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    elif len(sys.argv) > 1 and sys.argv[1] == "_baseline":
+        child_baseline(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]))
+    else:
+        main()
