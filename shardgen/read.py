@@ -83,7 +83,15 @@ def read_sketchrnn_npz(path: Path, splits: Sequence[str]) -> dict[str, np.ndarra
                     f"{split}: expected an object array of sketches, got {array.dtype} {array.shape}",
                     path,
                 )
-        result[split] = array.reshape(-1)
+        array = array.reshape(-1)
+        for index, item in enumerate(array):
+            # A real sketch-rnn file holds arrays only; anything else means this is not one.
+            if not isinstance(item, np.ndarray):
+                raise InputError(
+                    f"{split}[{index}] is a {type(item).__name__}, not a stroke array; is it a sketch-rnn .npz?",
+                    path,
+                )
+        result[split] = array
     return result
 
 

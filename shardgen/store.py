@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import atomic
+from . import atomic, faults
 from .errors import InputError, SketchError
 from .read import ADAPTERS, SourceFile, stroke_dtype, validate_sketch
 from .render import has_ink
@@ -94,6 +94,8 @@ def ingest(task: IngestTask) -> ClassRecord:
         _write_split(task, split, kept, kept_index)
         record.counts[split] = len(kept)
         record.blank[split] = blank
+    if faults.ACTIVE:
+        faults.point("ingest")  # arrays on disk, record not: the worst moment to die
     atomic.write_json(record_path(task.store_dir, task.class_index), record.__dict__)
     return record
 

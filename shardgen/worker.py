@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import tar
+from . import faults, tar
 from .plan import locate, plan_path
 from .render import RenderOptions, color_seed, encode_image, render_sketch
 from .store import StoreReader
@@ -40,9 +40,19 @@ def sample_key(split: str, class_index: int, source_index: int) -> str:
 
 
 def init_worker() -> None:
-    """Process-pool initializer: one OpenCV thread per process, since processes are the parallelism."""
+    """Process-pool initializer: one OpenCV thread per process, since processes are the parallelism.
+
+    Workers ignore SIGINT and SIGTERM: Ctrl-C (or a stop signal) reaches the whole process group,
+    and only the parent should act on it; it cancels pending chunks and shuts the pool down. A
+    worker dying on its own instead would break the pool mid-shutdown. If the parent is killed
+    outright, workers exit when their task queue closes.
+    """
+    import signal
+
     import cv2
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     cv2.setNumThreads(1)
 
 
@@ -62,6 +72,8 @@ def _reader(state_dir: Path, split: str) -> StoreReader:
 
 def render_chunk(task: ChunkTask) -> bytes:
     """Render one chunk of the plan to concatenated tar members (image, class, metadata each)."""
+    if faults.ACTIVE:
+        faults.worker_chunk()
     state_dir = Path(task.state_dir)
     layout, starts = _layout(state_dir, (state_dir / LAYOUT_FILE).stat().st_mtime_ns)
     classes, sources, store_ids = layout["classes"], layout["sources"], layout["store_ids"]
