@@ -15,3 +15,14 @@ def sample_src(tmp_path_factory) -> Path:
     src = tmp_path_factory.mktemp("npz")
     write_samples(src, categories=4, per_split=60, seed=1)
     return src
+
+
+@pytest.fixture(scope="session")
+def reference_build(sample_src, tmp_path_factory) -> Path:
+    """An uninterrupted CLI build of ``sample_src`` with ``helpers.BUILD_ARGS``: what every resumed build must equal."""
+    from tests.helpers import BUILD_ARGS, run_cli
+
+    dst = tmp_path_factory.mktemp("reference") / "out"
+    result = run_cli("build", sample_src, dst, *BUILD_ARGS)
+    assert result.returncode == 0, result.stderr
+    return dst
