@@ -233,7 +233,7 @@ def _stop_pool(pool: ProcessPoolExecutor, kill: bool) -> None:
 
     Pending chunks are cancelled and workers get a grace period to finish the one they hold; one
     still busy after that (seconds into a large file or chunk whose result nobody will use) is
-    terminated, which is safe because workers only ever write through atomic renames.
+    killed, which is safe because workers only ever write through atomic renames.
     """
     if kill:
         processes = list((getattr(pool, "_processes", None) or {}).values())
@@ -243,7 +243,7 @@ def _stop_pool(pool: ProcessPoolExecutor, kill: bool) -> None:
             process.join(max(0.0, deadline - time.monotonic()))
         for process in processes:
             if process.is_alive():
-                process.terminate()
+                process.kill()  # workers ignore SIGTERM (see worker.init_worker)
     # A broken pool has failed its futures and reaped its workers already; cancelling them again
     # races with its manager thread (see _render_shards).
     pool.shutdown(wait=True, cancel_futures=kill)
@@ -253,7 +253,20 @@ def _mp_context() -> multiprocessing.context.BaseContext:
     # fork is unsafe once the parent has threads (aiofiles uses a thread pool); forkserver is
     # cheap and safe on POSIX, spawn is the portable fallback.
     methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    if "forkserver" not in methods:
+        return multiprocessing.get_context("spawn")
+    if threading.current_thread() is threading.main_thread():
+        # Start the fork server ignoring SIGTERM (kept across exec, inherited by workers): a SIGTERM
+        # to the process group must stop only this process, which then shuts the pool down. A
+        # fork server killed by it would look to the pool as if every worker had died.
+        from multiprocessing import forkserver
+
+        previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            forkserver.ensure_running()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    return multiprocessing.get_context("forkserver")
 
 
 def fingerprint(sources: list[SourceFile]) -> list[dict]:
@@ -283,7 +296,8 @@ def prepare_output(dst: Path, sources: list[SourceFile], options: BuildOptions, 
             "rerun with --overwrite to replace it, or choose another output folder",
             dst,
         )
-    elif previous is None and dst.exists() and any(dst.iterdir()):
+    elif previous is None and dst.exists() and any(p.name != STATE_DIR for p in dst.iterdir()):
+        # (a state folder alone is a first build that stopped before recording its identity)
         raise UsageError(
             "output folder is not empty and holds no shardgen build; choose an empty folder or pass --overwrite",
             dst,
