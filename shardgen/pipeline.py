@@ -154,6 +154,8 @@ def build(
                 break
             except WorkerError as error:
                 broken = True
+                if signals.received is not None:  # a signal to the group kills workers too: not their fault
+                    raise Interrupted(signals.received) from None
                 if attempt + 1 == attempts:
                     raise
                 reporter.warn(f"{error}; retrying once in a fresh worker pool")
@@ -243,9 +245,9 @@ def _stop_pool(pool: ProcessPoolExecutor, kill: bool) -> None:
             process.join(max(0.0, deadline - time.monotonic()))
         for process in processes:
             if process.is_alive():
-                process.kill()  # workers ignore SIGTERM (see worker.init_worker)
+                process.kill()
     # A broken pool has failed its futures and reaped its workers already; cancelling them again
-    # races with its manager thread (see _render_shards).
+    # races with its manager thread (see _submit).
     pool.shutdown(wait=True, cancel_futures=kill)
 
 
@@ -253,20 +255,7 @@ def _mp_context() -> multiprocessing.context.BaseContext:
     # fork is unsafe once the parent has threads (aiofiles uses a thread pool); forkserver is
     # cheap and safe on POSIX, spawn is the portable fallback.
     methods = multiprocessing.get_all_start_methods()
-    if "forkserver" not in methods:
-        return multiprocessing.get_context("spawn")
-    if threading.current_thread() is threading.main_thread():
-        # Start the fork server ignoring SIGTERM (kept across exec, inherited by workers): a SIGTERM
-        # to the process group must stop only this process, which then shuts the pool down. A
-        # fork server killed by it would look to the pool as if every worker had died.
-        from multiprocessing import forkserver
-
-        previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        try:
-            forkserver.ensure_running()
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-    return multiprocessing.get_context("forkserver")
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
 def fingerprint(sources: list[SourceFile]) -> list[dict]:
@@ -451,7 +440,7 @@ async def _ingest_all(sources, state, options, executor, loop, reporter):
             json.dumps([fingerprints[position], splits, options.limit, options.on_error]),
         )
         try:
-            record = await loop.run_in_executor(executor, ingest, task)
+            record = await _submit(loop, executor, ingest, task)
         except InputError as error:
             if options.on_error != "skip":
                 raise
@@ -476,15 +465,41 @@ async def _ingest_all(sources, state, options, executor, loop, reporter):
     return records, skipped_files
 
 
+def _submit(loop: asyncio.AbstractEventLoop, executor: Executor, fn, arg) -> asyncio.Future:
+    """Like ``loop.run_in_executor``, but cancelling the returned future leaves the task alone.
+
+    Work that is not needed any more is cancelled by shutting our own pool down. Cancelling
+    process-pool futures from here instead races with the pool's manager thread when a worker dies
+    (Python 3.11 then crashes that thread and the shutdown hangs).
+    """
+    done = loop.create_future()
+
+    def copy(source) -> None:
+        if done.cancelled():
+            return
+        if source.cancelled():
+            done.cancel()
+        elif source.exception() is not None:
+            done.set_exception(source.exception())
+        else:
+            done.set_result(source.result())
+
+    def on_done(source) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(copy, source)
+
+    executor.submit(fn, arg).add_done_callback(on_done)
+    return done
+
+
 async def _gather_or_cancel(coroutines):
     """Like ``asyncio.gather`` but cancels the siblings when one fails (3.10 has no TaskGroup)."""
     tasks = [asyncio.ensure_future(c) for c in coroutines]
     try:
         return await asyncio.gather(*tasks)
-    except BaseException as error:
-        if not isinstance(error, WorkerError):  # a broken pool fails the rest itself (see _render_shards)
-            for task in tasks:
-                task.cancel()
+    except BaseException:
+        for task in tasks:
+            task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
 
@@ -515,7 +530,7 @@ async def _render_shards(
         for shard in shards:
             for start, stop in shard.chunks():
                 task = ChunkTask(state, shard.split, start, stop, options.render, options.seed)
-                future = loop.run_in_executor(executor, render_chunk, task)
+                future = _submit(loop, executor, render_chunk, task)
                 try:
                     await queue.put((shard, start, stop, future))  # waits while `inflight` chunks are out
                 except BaseException:
@@ -556,19 +571,15 @@ async def _render_shards(
                 written.append(record)
                 reporter.shard_done(record, time.perf_counter() - began)
         await submitter
-    except BaseException as error:
+    except BaseException:
         submitter.cancel()
         with contextlib.suppress(BaseException):
             await submitter  # it may have failed too (submitting to a broken pool): retrieve that
-        # A broken process pool fails every pending future itself; cancelling them as well races
-        # with it, which crashes the pool's manager thread on Python 3.11 and hangs shutdown.
         pending = unqueued
         while not queue.empty():
             item = queue.get_nowait()
             if item is not None:
                 pending.append(item[3])
-        if isinstance(error, WorkerError):
-            await asyncio.gather(*pending, return_exceptions=True)
         for future in pending:
             future.cancel()
         if current is not None:

@@ -42,17 +42,15 @@ def sample_key(split: str, class_index: int, source_index: int) -> str:
 def init_worker() -> None:
     """Process-pool initializer: one OpenCV thread per process, since processes are the parallelism.
 
-    Workers ignore SIGINT and SIGTERM: Ctrl-C (or a stop signal) reaches the whole process group,
-    and only the parent should act on it; it cancels pending chunks and shuts the pool down. A
-    worker dying on its own instead would break the pool mid-shutdown. If the parent is killed
-    outright, workers exit when their task queue closes.
+    Workers ignore SIGINT: Ctrl-C reaches the whole process group, and only the parent should act
+    on it (it cancels pending chunks and shuts the pool down). SIGTERM keeps its default action:
+    the pool itself relies on it to stop the other workers after one died.
     """
     import signal
 
     import cv2
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     cv2.setNumThreads(1)
 
 
