@@ -184,12 +184,16 @@ class _StopOnSignals:
     """Turn SIGINT and SIGTERM into a clean stop of the running build, then :class:`Interrupted`.
 
     The first signal cancels the build's main task, so every ``finally`` and cleanup runs (the
-    partial shard is discarded, pending chunks are cancelled); a second one raises at once.
-    Signal handlers can only be set from the main thread; elsewhere this does nothing.
+    partial shard is discarded, pending chunks are cancelled). The same stop often arrives twice
+    at once (to the process group and forwarded by a wrapper such as ``timeout``): repeats within
+    a second are ignored. A later one (Ctrl-C pressed again) exits at once; completed shards are
+    safe and a rerun removes what is left. Signal handlers can only be set from the main thread;
+    elsewhere this does nothing.
     """
 
     def __init__(self) -> None:
         self.received: int | None = None
+        self._first_at = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task | None = None
         self._previous: dict[int, object] = {}
@@ -205,13 +209,16 @@ class _StopOnSignals:
             signal.signal(signum, handler)
 
     def _handle(self, signum: int, frame) -> None:
-        first = self.received is None
-        self.received = self.received or signum
+        if self.received is not None:
+            if time.monotonic() - self._first_at < 1.0:
+                return
+            os._exit(128 + self.received)  # raising here could abort the cleanup half-way and hang
+        self.received, self._first_at = signum, time.monotonic()
         task = self._task
-        if first and task is not None and not task.done() and self._loop is not None:
+        if task is not None and not task.done() and self._loop is not None:
             self._loop.call_soon_threadsafe(task.cancel)
             return
-        raise Interrupted(self.received)
+        raise Interrupted(signum)
 
     async def run(self, coroutine):
         """Await ``coroutine`` as the cancellable main task of this build; ``None`` if a signal stopped it.
