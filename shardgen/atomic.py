@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from . import faults
 
 
 def fsync_dir(path: Path) -> None:
@@ -24,14 +27,7 @@ def fsync_dir(path: Path) -> None:
 
 def write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temp file, fsync, and ``os.replace``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+    _write_via_temp(Path(path), lambda f: f.write(data))
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -41,10 +37,27 @@ def write_json(path: Path, obj: Any) -> None:
 
 def write_npy(path: Path, array: np.ndarray) -> None:
     """Atomically write a ``.npy`` file (plain, no pickle) that workers can memory-map."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        np.lib.format.write_array(f, np.ascontiguousarray(array), allow_pickle=False)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    _write_via_temp(Path(path), lambda f: np.lib.format.write_array(f, np.ascontiguousarray(array), allow_pickle=False))
+
+
+def temp_path(path: Path) -> Path:
+    """Where an atomic write of ``path`` stages its bytes (``.NAME.tmp``, next to it)."""
+    return path.with_name(f".{path.name}.tmp")
+
+
+def _write_via_temp(path: Path, write) -> None:
+    tmp = temp_path(path)
+    if faults.ACTIVE:
+        faults.output_write(path)
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        # A full disk or an interrupt must not leave the temp file behind.
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(path.parent)

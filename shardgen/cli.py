@@ -44,6 +44,10 @@ def reports_errors(command):
         except ShardgenError as error:
             typer.echo(f"shardgen: error: {error}", err=True)
             raise typer.Exit(error.exit_code) from None
+        except KeyboardInterrupt as error:  # Ctrl-C or SIGTERM (pipeline.Interrupted), or Ctrl-C elsewhere
+            message = getattr(error, "message", "interrupted")
+            typer.echo(f"shardgen: {message}", err=True)
+            raise typer.Exit(getattr(error, "exit_code", 130)) from None
 
     return wrapper
 

@@ -51,6 +51,7 @@ class SketchError(ShardgenError):
         super().__init__(f"{source}: {split}[{index}]: {reason}")
 
     def __reduce__(self):
+        # Raised in workers: the parent must be able to unpickle it with this signature.
         return (type(self), (self.reason, self.source, self.split, self.index))
 
 
@@ -76,3 +77,24 @@ class VerifyError(ShardgenError):
     """``shardgen verify`` found a build that does not match its manifest (corrupt, missing, extra)."""
 
     exit_code = 1
+
+
+class Interrupted(KeyboardInterrupt):
+    """The build was stopped by SIGINT or SIGTERM; completed shards are kept and a rerun resumes.
+
+    A ``KeyboardInterrupt`` rather than a ``ShardgenError`` on purpose: ``except Exception`` in a
+    caller must never swallow a Ctrl-C. The CLI exits with ``128 + signal number`` (130, 143).
+    """
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        self.signum = signum
+        self.exit_code = 128 + signum
+        self.message = (
+            f"interrupted ({signal.Signals(signum).name}); completed shards are kept; rerun the same command to resume"
+        )
+        super().__init__(self.message)
+
+    def __reduce__(self):
+        return (type(self), (self.signum,))

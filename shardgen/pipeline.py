@@ -14,13 +14,16 @@ import json
 import multiprocessing
 import os
 import shutil
+import signal
+import threading
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import atomic, manifest
-from .errors import InputError, OptionsChangedError, UsageError
+from . import atomic, faults, manifest
+from .errors import InputError, Interrupted, OptionsChangedError, UsageError, WorkerError
 from .plan import Shard, SplitPlan, plan_path, plan_split
 from .read import SPLITS, SourceFile, discover
 from .render import RenderOptions
@@ -31,6 +34,7 @@ from .write import PARTIAL_SUFFIX, Journal, ShardFile, ShardRecord, file_digest,
 STATE_DIR = ".shardgen"
 BUILD_FILE = "build.json"
 ON_ERROR = ("skip-sketches", "skip", "fail")
+STOP_GRACE = 2.0  # seconds busy workers get to finish their task when a build stops early
 
 
 @dataclass(frozen=True)
@@ -123,7 +127,11 @@ def build(
     """Build WebDataset shards in ``dst`` from the ``.npz`` files in ``src``; resumes if it can.
 
     ``executor`` may be any ``concurrent.futures.Executor`` whose workers can import shardgen and
-    read ``dst``; by default a process pool of ``procs`` workers (all cores) is created.
+    read ``dst``; by default a process pool of ``procs`` workers (all cores) is created, and if one
+    of its workers dies the build resumes once in a fresh pool before giving up.
+
+    SIGINT and SIGTERM (in the main thread) stop the build cleanly: pending chunks are cancelled,
+    the shard being written is discarded, completed shards stay, and :class:`Interrupted` is raised.
     """
     options.check()
     if chunk_size < 1:
@@ -132,19 +140,45 @@ def build(
     reporter = reporter or Reporter()
     src, dst = Path(src), Path(dst)
     sources = discover(src)
-    state = prepare_output(dst, sources, options, overwrite)
-    started = time.perf_counter()
-    own_executor = executor is None
-    if executor is None:
-        executor = ProcessPoolExecutor(procs, mp_context=_mp_context(), initializer=init_worker)
-        _enlarge_result_pipe(executor)
-    try:
-        result = asyncio.run(_build(sources, dst, state, options, executor, 2 * procs, chunk_size, reporter))
-    finally:
-        if own_executor:
-            executor.shutdown(wait=True, cancel_futures=True)
+    with _StopOnSignals() as signals:
+        state = prepare_output(dst, sources, options, overwrite)
+        started = time.perf_counter()
+        tally = _Tally()
+        attempts = 1 if executor is not None else 2
+        for attempt in range(attempts):
+            pool = executor or _new_pool(procs)
+            failed, broken = True, False
+            try:
+                work = _build(sources, dst, state, options, pool, 2 * procs, chunk_size, reporter, tally)
+                result = asyncio.run(signals.run(work))
+                if result is None:
+                    raise Interrupted(signals.received or signal.SIGINT)
+                failed = False
+                break
+            except WorkerError as error:
+                broken = True
+                if signals.received is not None:  # a signal to the group kills workers too: not their fault
+                    raise Interrupted(signals.received) from None
+                if attempt + 1 == attempts:
+                    raise
+                reporter.warn(f"{error}; retrying once in a fresh worker pool")
+            finally:
+                if executor is None:
+                    _stop_pool(pool, kill=failed and not broken)
+                if failed:
+                    # Cancelled file operations finish in threads after their coroutine gave up;
+                    # the loop has joined those threads now, so no partial shard can reappear.
+                    for partial in dst.glob("*.tar" + PARTIAL_SUFFIX):
+                        with contextlib.suppress(OSError):
+                            partial.unlink()
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _new_pool(procs: int) -> ProcessPoolExecutor:
+    pool = ProcessPoolExecutor(procs, mp_context=_mp_context(), initializer=init_worker)
+    _enlarge_result_pipe(pool)
+    return pool
 
 
 def _enlarge_result_pipe(executor: ProcessPoolExecutor, size: int = 1 << 20) -> None:
@@ -162,6 +196,92 @@ def _enlarge_result_pipe(executor: ProcessPoolExecutor, size: int = 1 << 20) -> 
     for conn in (getattr(queue, "_reader", None), getattr(queue, "_writer", None)):
         with contextlib.suppress(AttributeError, OSError, ValueError):
             fcntl.fcntl(conn.fileno(), fcntl.F_SETPIPE_SZ, size)
+
+
+@dataclass
+class _Tally:
+    """What this call of :func:`build` rendered, across a retry in a fresh pool."""
+
+    images: int = 0
+    sealed: set[str] = field(default_factory=set)
+
+
+class _StopOnSignals:
+    """Turn SIGINT and SIGTERM into a clean stop of the running build, then :class:`Interrupted`.
+
+    The first signal cancels the build's main task, so every ``finally`` and cleanup runs (the
+    partial shard is discarded, pending chunks are cancelled). The same stop often arrives twice
+    at once (to the process group and forwarded by a wrapper such as ``timeout``): repeats within
+    a second are ignored. A later one (Ctrl-C pressed again) exits at once; completed shards are
+    safe and a rerun removes what is left. Signal handlers can only be set from the main thread;
+    elsewhere this does nothing.
+    """
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._first_at = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task | None = None
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> _StopOnSignals:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum: int, frame) -> None:
+        if self.received is not None:
+            if time.monotonic() - self._first_at < 1.0:
+                return
+            os._exit(128 + self.received)  # raising here could abort the cleanup half-way and hang
+        self.received, self._first_at = signum, time.monotonic()
+        task = self._task
+        if task is not None and not task.done() and self._loop is not None:
+            self._loop.call_soon_threadsafe(task.cancel)
+            return
+        raise Interrupted(signum)
+
+    async def run(self, coroutine):
+        """Await ``coroutine`` as the cancellable main task of this build; ``None`` if a signal stopped it.
+
+        The caller raises :class:`Interrupted` once the loop is closed: a ``KeyboardInterrupt``
+        raised inside a task escapes the event loop before its cleanup.
+        """
+        self._loop, self._task = asyncio.get_running_loop(), asyncio.current_task()
+        try:
+            return await coroutine
+        except asyncio.CancelledError:
+            if self.received is not None:
+                return None
+            raise
+        finally:
+            self._task = None
+
+
+def _stop_pool(pool: ProcessPoolExecutor, kill: bool) -> None:
+    """Shut our own pool down; after a failure or an interrupt, without waiting long for busy workers.
+
+    Pending chunks are cancelled and workers get a grace period to finish the one they hold; one
+    still busy after that (seconds into a large file or chunk whose result nobody will use) is
+    killed, which is safe because workers only ever write through atomic renames.
+    """
+    if kill:
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + STOP_GRACE
+        for process in processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+        for process in processes:
+            if process.is_alive():
+                process.kill()
+    # A broken pool has failed its futures and reaped its workers already; cancelling them again
+    # races with its manager thread (see _submit).
+    pool.shutdown(wait=True, cancel_futures=kill)
 
 
 def _mp_context() -> multiprocessing.context.BaseContext:
@@ -204,7 +324,8 @@ def prepare_output(dst: Path, sources: list[SourceFile], options: BuildOptions, 
             "rerun with --overwrite to replace it, or choose another output folder",
             dst,
         )
-    elif previous is None and dst.exists() and any(dst.iterdir()):
+    elif previous is None and dst.exists() and any(p.name != STATE_DIR for p in dst.iterdir()):
+        # (a state folder alone is a first build that stopped before recording its identity)
         raise UsageError(
             "output folder is not empty and holds no shardgen build; choose an empty folder or pass --overwrite",
             dst,
@@ -212,9 +333,23 @@ def prepare_output(dst: Path, sources: list[SourceFile], options: BuildOptions, 
     try:
         os.makedirs(state / "store", exist_ok=True)
         atomic.write_json(state / BUILD_FILE, identity)
+        remove_leftovers(dst)
     except OSError as error:
         raise output_error(error, state) from None
     return state
+
+
+def remove_leftovers(dst: Path) -> None:
+    """Delete what an interrupted build may leave: ``*.tar.partial`` and ``.NAME.tmp`` files.
+
+    Only names shardgen itself writes are touched; a resumed build rewrites what they stood for.
+    """
+    state = dst / STATE_DIR
+    for path in dst.glob("*.tar" + PARTIAL_SUFFIX):
+        path.unlink()
+    for folder in (dst, state, state / "store", *(state / "store" / split for split in SPLITS)):
+        for path in folder.glob(".*.tmp"):
+            path.unlink()
 
 
 def _read_json(path: Path) -> dict | None:
@@ -261,7 +396,7 @@ def clean_output(dst: Path) -> None:
             path.unlink()
 
 
-async def _build(sources, dst, state, options, executor, inflight, chunk_size, reporter):
+async def _build(sources, dst, state, options, executor, inflight, chunk_size, reporter, tally):
     loop = asyncio.get_running_loop()
     records, skipped_files = await _ingest_all(sources, state, options, executor, loop, reporter)
     kept = [(source, record) for source, record in zip(sources, records) if record is not None]
@@ -272,7 +407,6 @@ async def _build(sources, dst, state, options, executor, inflight, chunk_size, r
         "store_ids": [sources.index(source) for source, _ in kept],
         "counts": {split: [record.counts.get(split, 0) for _, record in kept] for split in splits},
     }
-    atomic.write_json(state / LAYOUT_FILE, layout)
     plans = {
         split: plan_split(
             split,
@@ -284,16 +418,19 @@ async def _build(sources, dst, state, options, executor, inflight, chunk_size, r
         )
         for split in splits
     }
-    for split, plan in plans.items():
-        atomic.write_npy(plan_path(state, split), plan.order)
+    try:
+        atomic.write_json(state / LAYOUT_FILE, layout)
+        for split, plan in plans.items():
+            atomic.write_npy(plan_path(state, split), plan.order)
+    except OSError as error:
+        raise output_error(error, state) from None
 
     journal = Journal(state / "journal.jsonl")
     done = _reusable_shards(dst, plans, journal)
-    for partial in dst.glob("*" + PARTIAL_SUFFIX):
-        partial.unlink()
+    reused = sum(name not in tally.sealed for name in done)
     todo = [shard for plan in plans.values() for shard in plan.shards if shard.name not in done]
     reporter.stage("render", sum(shard.count for shard in todo))
-    written = await _render_shards(todo, dst, state, options, executor, loop, inflight, journal, reporter)
+    written = await _render_shards(todo, dst, state, options, executor, loop, inflight, journal, reporter, tally)
     done.update({record.file: record for record in written})
 
     by_split = {split: [done[s.name] for s in plan.shards] for split, plan in plans.items()}
@@ -311,7 +448,7 @@ async def _build(sources, dst, state, options, executor, inflight, chunk_size, r
         manifest.write_index(dst, result_manifest, by_split)
     except OSError as error:
         raise output_error(error, dst) from None
-    return BuildResult(dst, result_manifest, sum(s.count for s in todo), len(written), len(done) - len(written), 0.0)
+    return BuildResult(dst, result_manifest, tally.images, len(tally.sealed), reused, 0.0)
 
 
 def _splits_present(kept: list[tuple[SourceFile, ClassRecord]], options: BuildOptions) -> list[str]:
@@ -343,13 +480,19 @@ async def _ingest_all(sources, state, options, executor, loop, reporter):
             json.dumps([fingerprints[position], splits, options.limit, options.on_error]),
         )
         try:
-            record = await loop.run_in_executor(executor, ingest, task)
+            record = await _submit(loop, executor, ingest, task)
         except InputError as error:
             if options.on_error != "skip":
                 raise
             reporter.warn(f"skipped {error}")
             reporter.skip(1)
             return {"source": source.name, "reason": error.message}
+        except BrokenProcessPool:
+            raise WorkerError(
+                "a worker process died while reading it (killed by the system, out of memory?)", source.path
+            ) from None
+        except OSError as error:  # reading errors are InputErrors; this is the store failing to write
+            raise output_error(error, Path(error.filename or state / "store")) from None
         finally:
             reporter.advance(1)
         return record
@@ -362,6 +505,33 @@ async def _ingest_all(sources, state, options, executor, loop, reporter):
             reporter.warn(f"{record.source}: skipped {len(record.skipped)} invalid sketch(es)")
             reporter.skip(len(record.skipped))
     return records, skipped_files
+
+
+def _submit(loop: asyncio.AbstractEventLoop, executor: Executor, fn, arg) -> asyncio.Future:
+    """Like ``loop.run_in_executor``, but cancelling the returned future leaves the task alone.
+
+    Work that is not needed any more is cancelled by shutting our own pool down. Cancelling
+    process-pool futures from here instead races with the pool's manager thread when a worker dies
+    (Python 3.11 then crashes that thread and the shutdown hangs).
+    """
+    done = loop.create_future()
+
+    def copy(source) -> None:
+        if done.cancelled():
+            return
+        if source.cancelled():
+            done.cancel()
+        elif source.exception() is not None:
+            done.set_exception(source.exception())
+        else:
+            done.set_result(source.result())
+
+    def on_done(source) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(copy, source)
+
+    executor.submit(fn, arg).add_done_callback(on_done)
+    return done
 
 
 async def _gather_or_cancel(coroutines):
@@ -391,17 +561,22 @@ def _reusable_shards(dst: Path, plans: dict[str, SplitPlan], journal: Journal) -
 
 
 async def _render_shards(
-    shards: list[Shard], dst, state, options, executor, loop, inflight, journal, reporter
+    shards: list[Shard], dst, state, options, executor, loop, inflight, journal, reporter, tally
 ) -> list[ShardRecord]:
     """Render ``shards`` chunk by chunk, at most ``inflight`` chunks submitted at once."""
     queue: asyncio.Queue = asyncio.Queue(maxsize=inflight)
+    unqueued: list[asyncio.Future] = []  # submitted, but the submitter was stopped before queueing it
 
     async def submit() -> None:
         for shard in shards:
             for start, stop in shard.chunks():
                 task = ChunkTask(state, shard.split, start, stop, options.render, options.seed)
-                future = loop.run_in_executor(executor, render_chunk, task)
-                await queue.put((shard, start, stop, future))  # waits while `inflight` chunks are out
+                future = _submit(loop, executor, render_chunk, task)
+                try:
+                    await queue.put((shard, start, stop, future))  # waits while `inflight` chunks are out
+                except BaseException:
+                    unqueued.append(future)
+                    raise
         await queue.put(None)
 
     written: list[ShardRecord] = []
@@ -409,9 +584,16 @@ async def _render_shards(
 
     async def publish(shard_file: ShardFile, began: float) -> None:
         # Hash on a worker (the parent does no per-byte work), then rename and journal here.
-        digests = await loop.run_in_executor(executor, file_digests, shard_file.partial)
+        try:
+            digests = await _submit(loop, executor, file_digests, shard_file.partial)
+        except BrokenProcessPool:
+            raise WorkerError(f"a worker process died while hashing {shard_file.path.name}") from None
         record = await shard_file.publish(digests)
+        if faults.ACTIVE:
+            faults.point("journal")
         journal.append(record)
+        tally.sealed.add(record.file)
+        tally.images += record.count
         written.append(record)
         reporter.shard_done(record, time.perf_counter() - began)
 
@@ -421,12 +603,23 @@ async def _render_shards(
     try:
         while (item := await queue.get()) is not None:
             shard, start, stop, future = item
-            data = await future
+            try:
+                data = await future
+            except BrokenProcessPool:
+                raise WorkerError(
+                    f"a worker process died while rendering {shard.name} (split {shard.split}, plan positions "
+                    f"{start}-{stop}; killed by the system, out of memory?); completed shards are kept, "
+                    "rerun the same command to resume"
+                ) from None
             if current is None:
                 current = await ShardFile.create(dst / shard.name)
                 began = time.perf_counter()
             await current.append(data, stop - start)
             reporter.advance(stop - start)
+            if faults.ACTIVE:
+                # Crash-point tests need the state at this point to be exact: earlier shards settled.
+                await asyncio.gather(*publishing)
+                faults.point("append")
             if stop == shard.stop:
                 await current.close()
                 publishing.append(asyncio.ensure_future(publish(current, began)))
@@ -435,13 +628,18 @@ async def _render_shards(
         await asyncio.gather(*publishing)
     except BaseException:
         submitter.cancel()
-        for task in publishing:
-            task.cancel()
+        with contextlib.suppress(BaseException):
+            await submitter  # it may have failed too (submitting to a broken pool): retrieve that
+        # Shards already complete are still published (hashed, renamed, journaled): a failure in a
+        # later shard, or a stop signal, must not cost finished work. A publish that fails is dropped.
         await asyncio.gather(*publishing, return_exceptions=True)
+        pending = unqueued
         while not queue.empty():
             item = queue.get_nowait()
             if item is not None:
-                item[3].cancel()
+                pending.append(item[3])
+        for future in pending:
+            future.cancel()
         if current is not None:
             await current.discard()
         raise

@@ -87,7 +87,16 @@ def read_sketchrnn_npz(path: Path, splits: Sequence[str]) -> dict[str, np.ndarra
                     f"{split}: expected an object array of sketches, got {array.dtype} {array.shape}",
                     path,
                 )
-        result[split] = array.reshape(-1)
+        array = array.reshape(-1)
+        for index, item in enumerate(array):
+            # Sketch-rnn files hold arrays (some tools pickle lists of rows); anything else, such as
+            # strings or dicts, means this is not a sketch file at all.
+            if not isinstance(item, (np.ndarray, list, tuple)):
+                raise InputError(
+                    f"{split}[{index}] is a {type(item).__name__}, not a stroke array; is it a sketch-rnn .npz?",
+                    path,
+                )
+        result[split] = array
     return result
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import atomic
+from . import atomic, faults
 from .errors import InputError, SketchError
 from .read import ADAPTERS, MAX_COORDINATE, SourceFile, as_sketch_array, stroke_dtype, validate_sketch
 
@@ -125,6 +125,8 @@ def _ingest(task: IngestTask) -> ClassRecord:
         _write_split(task, split, rows, offsets, source_index)
         record.counts[split] = len(lengths)
         record.blank[split] = _count_blank(rows, offsets)
+    if faults.ACTIVE:
+        faults.point("ingest")  # arrays on disk, record not: the worst moment to die
     atomic.write_json(record_path(task.store_dir, task.class_index), record.__dict__)
     return record
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import tar
+from . import faults, tar
 from .plan import locate, plan_path
 from .render import RenderOptions, color_seed, encode_image, render_sketch
 from .store import StoreReader
@@ -40,9 +40,17 @@ def sample_key(split: str, class_index: int, source_index: int) -> str:
 
 
 def init_worker() -> None:
-    """Process-pool initializer: one OpenCV thread per process, since processes are the parallelism."""
+    """Process-pool initializer: one OpenCV thread per process, since processes are the parallelism.
+
+    Workers ignore SIGINT: Ctrl-C reaches the whole process group, and only the parent should act
+    on it (it cancels pending chunks and shuts the pool down). SIGTERM keeps its default action:
+    the pool itself relies on it to stop the other workers after one died.
+    """
+    import signal
+
     import cv2
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     cv2.setNumThreads(1)
 
 
@@ -76,6 +84,8 @@ def _reader(state_dir: Path, split: str) -> StoreReader:
 
 def render_chunk(task: ChunkTask) -> bytes:
     """Render one chunk of the plan to concatenated tar members (image, class, metadata each)."""
+    if faults.ACTIVE:
+        faults.worker_chunk()
     state_dir = Path(task.state_dir)
     mtime_ns = (state_dir / LAYOUT_FILE).stat().st_mtime_ns
     layout, starts = _layout(state_dir, mtime_ns)

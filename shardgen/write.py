@@ -9,6 +9,7 @@ that are complete on disk.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -18,7 +19,7 @@ from pathlib import Path
 import aiofiles
 import aiofiles.os
 
-from . import tar
+from . import faults, tar
 from .atomic import fsync_dir
 from .errors import OutputError
 
@@ -40,7 +41,7 @@ class ShardRecord:
 def output_error(error: OSError, path: Path) -> OutputError:
     """Turn an ``OSError`` from writing output into a one-line error naming the path."""
     reason = error.strerror or str(error)
-    hint = " (free some space and rerun to resume)" if error.errno == 28 else ""
+    hint = " (free some space and rerun to resume)" if error.errno == errno.ENOSPC else ""
     return OutputError(f"cannot write: {reason}{hint}", path)
 
 
@@ -58,11 +59,14 @@ class ShardFile:
         self._handle = handle
         self.size = 0
         self.count = 0
+        self._fault_index = faults.shard_opened() if faults.ACTIVE else -1
 
     @classmethod
     async def create(cls, path: Path) -> ShardFile:
         partial = path.with_name(path.name + PARTIAL_SUFFIX)
         try:
+            if faults.ACTIVE:
+                faults.output_write(partial)
             handle = await aiofiles.open(partial, "wb")
         except OSError as error:
             raise output_error(error, partial) from None
@@ -74,6 +78,8 @@ class ShardFile:
 
     async def _write(self, data: bytes) -> None:
         try:
+            if faults.ACTIVE:
+                faults.shard_write(self._fault_index, self.partial)
             await self._handle.write(data)
         except OSError as error:
             raise output_error(error, self.partial) from None
@@ -93,6 +99,8 @@ class ShardFile:
         """Rename the closed, hashed partial file to its final name; ``digests`` from :func:`file_digests`."""
         size, sha256, md5 = digests
         try:
+            if faults.ACTIVE:
+                faults.point("rename")
             await aiofiles.os.replace(self.partial, self.path)
         except OSError as error:
             raise output_error(error, self.partial) from None
@@ -135,6 +143,8 @@ class Journal:
 
     def append(self, record: ShardRecord) -> None:
         try:
+            if faults.ACTIVE:
+                faults.output_write(self.path)
             with open(self.path, "a") as f:
                 f.write(json.dumps(asdict(record)) + "\n")
                 f.flush()

@@ -30,3 +30,14 @@ def small_build(tmp_path_factory) -> Path:
     dst = tmp_path_factory.mktemp("small-build")
     build(src, dst, BuildOptions(render=RenderOptions(size=32), shard_size=10), procs=1)
     return dst
+
+
+@pytest.fixture(scope="session")
+def reference_build(sample_src, tmp_path_factory) -> Path:
+    """An uninterrupted CLI build of ``sample_src`` with ``helpers.BUILD_ARGS``: what every resumed build must equal."""
+    from tests.helpers import BUILD_ARGS, run_cli
+
+    dst = tmp_path_factory.mktemp("reference") / "out"
+    result = run_cli("build", sample_src, dst, *BUILD_ARGS)
+    assert result.returncode == 0, result.stderr
+    return dst

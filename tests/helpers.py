@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
 import struct
 import subprocess
 import sys
 import tarfile
+import time
 import zipfile
 from collections import defaultdict
 from pathlib import Path
@@ -142,3 +144,40 @@ def counts_by_class(samples: dict[str, dict[str, bytes]]) -> dict[int, int]:
     for sample in samples.values():
         counts[int(sample["cls"])] += 1
     return dict(counts)
+
+
+# Small and quick, but several chunks per shard and several shards per split, so a build can be
+# stopped early, mid-shard or between shards.
+BUILD_ARGS = ("--procs", "2", "--size", "32", "--shard-size", "60", "--chunk-size", "10", "--no-progress")
+
+
+def start_cli(*args: str | Path, env: dict | None = None) -> subprocess.Popen:
+    """Start ``python -m shardgen ARGS`` in its own process group (so a test can signal all of it)."""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.Popen(
+        [sys.executable, "-m", "shardgen", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=full_env,
+        start_new_session=True,
+    )
+
+
+def wait_for(condition, process: subprocess.Popen, timeout: float = 120) -> None:
+    """Poll until ``condition()`` holds; fail early if ``process`` ends first (a bounded wait, not a timing assert)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process.poll() is not None:
+            out, err = process.communicate()
+            raise AssertionError(f"process ended ({process.returncode}) before the awaited moment:\n{err}")
+        if time.monotonic() > deadline:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise AssertionError("timed out waiting for the build to reach the awaited moment")
+        time.sleep(0.05)
+
+
+def leftovers(dst: Path) -> list[str]:
+    """Partial shards and temp files anywhere under ``dst``: there must be none once a build ends."""
+    return sorted(str(p.relative_to(dst)) for p in Path(dst).rglob("*") if p.name.endswith((".partial", ".tmp")))

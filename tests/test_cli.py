@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
+import pytest
 
 from tests.helpers import Payload, object_array, run_cli, write_npz
 
@@ -55,3 +59,55 @@ def test_sample_then_build_prints_a_summary(tmp_path):
 def test_bad_option_value_is_a_one_line_error(sample_src, tmp_path):
     """An out-of-range option is a usage error, not a traceback."""
     assert_user_error(run_cli("build", sample_src, tmp_path / "o", "--size", "3"), "size")
+
+
+def _bad_files(folder: Path, marker: Path) -> dict[str, str]:
+    """Write one bad .npz of each kind into ``folder``; return file name -> expected reason."""
+    sketch = np.array([[0, 0, 0], [5, 5, 1]], np.int16)
+    good = write_npz(folder / "good.npz", train=object_array([sketch] * 3)).read_bytes()
+    (folder / "truncated.npz").write_bytes(good[: len(good) // 2])
+    (folder / "notzip.npz").write_bytes(b"this is not a zip file\n")
+    write_npz(folder / "nokeys.npz", strokes=object_array([sketch]))
+    write_npz(folder / "strings.npz", train=object_array(["a", "b"]))
+    write_npz(folder / "evil.npz", train=object_array([sketch, Payload(marker)]))
+    (folder / "good.npz").unlink()
+    return {
+        "truncated.npz": "not a valid .npz",
+        "notzip.npz": "not a valid .npz",
+        "nokeys.npz": "has none of the keys train, valid, test",
+        "strings.npz": "train[0] is a str, not a stroke array",
+        "evil.npz": "only numpy arrays are allowed",
+    }
+
+
+@pytest.mark.parametrize("name", ["truncated.npz", "notzip.npz", "nokeys.npz", "strings.npz", "evil.npz"])
+def test_each_kind_of_bad_file_is_one_line_naming_it(tmp_path, name):
+    """Truncated, not a zip, wrong keys, non-array objects, foreign pickle: exit 2, one line, file and reason."""
+    bad, marker = tmp_path / "bad", tmp_path / "payload-ran"
+    bad.mkdir()
+    reasons = _bad_files(bad, marker)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / name).write_bytes((bad / name).read_bytes())
+    result = run_cli("build", src, tmp_path / "out", "--procs", "1", "--size", "32", "--no-progress")
+    assert_user_error(result, str(src / name), reasons[name])
+    assert not marker.exists()
+
+
+def test_on_error_skip_skips_bad_files_and_lists_them(tmp_path):
+    """--on-error skip builds the good files, warns about and lists every bad one in the manifest."""
+    src, marker = tmp_path / "src", tmp_path / "payload-ran"
+    src.mkdir()
+    reasons = _bad_files(src, marker)
+    write_npz(src / "fine.npz", train=object_array([np.array([[0, 0, 0], [5, 5, 1]], np.int16)] * 4))
+    out = tmp_path / "out"
+    result = run_cli("build", src, out, "--procs", "1", "--size", "32", "--on-error", "skip", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and "skipped 5" in result.stdout
+    for name in reasons:
+        assert f"skipped {src / name}" in result.stderr.replace("\n", "")
+    skipped = json.loads((out / "manifest.json").read_text())["skipped_files"]
+    assert {s["source"]: s["reason"] for s in skipped}.keys() == reasons.keys()
+    assert all(reasons[s["source"]] in s["reason"] for s in skipped)
+    assert json.loads((out / "manifest.json").read_text())["splits"]["train"]["count"] == 4
+    assert not marker.exists()

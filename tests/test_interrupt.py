@@ -1,0 +1,119 @@
+"""Stopping a build from outside or by failure: clear message, right exit code, a rerun finishes the job."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers import BUILD_ARGS, ROOT, leftovers, run_cli, shard_bytes, start_cli, wait_for
+
+# Slow enough (0.3 s a chunk, 72 chunks) that the signal lands mid-build, whatever the machine's load.
+SLOW = {"SHARDGEN_FAULT": "sleep-per-chunk:seconds=0.3"}
+
+
+def assert_resumes_identically(sample_src, dst, reference, reused_at_least: int) -> None:
+    rerun = run_cli("build", sample_src, dst, *BUILD_ARGS)
+    assert rerun.returncode == 0, rerun.stderr
+    assert shard_bytes(dst) == shard_bytes(reference)
+    assert leftovers(dst) == []
+    reused = int(rerun.stdout.split("reused ")[1].split(";")[0])
+    assert reused >= reused_at_least, rerun.stdout
+
+
+def assert_one_line_error(stderr: str, *fragments: str) -> None:
+    assert "Traceback" not in stderr, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    for fragment in fragments:
+        assert fragment in lines[0], stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("signum", "to_group", "code"),
+    [(signal.SIGINT, True, 130), (signal.SIGTERM, False, 143), (signal.SIGTERM, True, 143)],
+    ids=["ctrl-c-to-group", "sigterm", "sigterm-to-group"],
+)
+def test_signal_stops_cleanly_and_rerun_resumes(sample_src, reference_build, tmp_path, signum, to_group, code):
+    """SIGINT/SIGTERM mid-build: exit 130/143, how to resume on stderr, completed shards kept, no partial."""
+    dst = tmp_path / "out"
+    process = start_cli("build", sample_src, dst, *BUILD_ARGS, env=SLOW)
+    wait_for((dst / "train-000000.tar").exists, process)
+    if to_group:
+        os.killpg(process.pid, signum)
+    else:
+        process.send_signal(signum)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == code, stderr
+    assert_one_line_error(stderr, f"interrupted ({signal.Signals(signum).name})", "rerun the same command to resume")
+    assert (dst / "train-000000.tar").exists() and leftovers(dst) == []
+    assert_resumes_identically(sample_src, dst, reference_build, reused_at_least=1)
+
+
+@pytest.mark.slow
+def test_worker_death_names_the_chunk_and_rerun_resumes(sample_src, reference_build, tmp_path):
+    """Workers that die mid-chunk (twice: the fresh-pool retry dies too) stop the build naming the chunk."""
+    dst = tmp_path / "out"
+    result = run_cli("build", sample_src, dst, *BUILD_ARGS, env={"SHARDGEN_FAULT": "worker-exit:after=2"})
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "retrying once in a fresh worker pool" in result.stderr
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("shardgen: error: a worker process died while rendering train-")
+    assert "plan positions" in error and "rerun the same command to resume" in error
+    assert leftovers(dst) == []
+    assert_resumes_identically(sample_src, dst, reference_build, reused_at_least=0)
+
+
+@pytest.mark.slow
+def test_disk_full_names_the_file_and_rerun_resumes(sample_src, reference_build, tmp_path):
+    """ENOSPC while writing the second shard: one line naming it, first shard kept, no partial, rerun resumes."""
+    dst = tmp_path / "out"
+    result = run_cli("build", sample_src, dst, *BUILD_ARGS, env={"SHARDGEN_FAULT": "enospc:shard=1"})
+    assert result.returncode == 1
+    assert_one_line_error(result.stderr, "train-000001.tar.partial", "No space left on device", "rerun to resume")
+    assert [p.name for p in dst.glob("*.tar")] == ["train-000000.tar"] and leftovers(dst) == []
+    assert_resumes_identically(sample_src, dst, reference_build, reused_at_least=1)
+
+
+@pytest.mark.slow
+def test_read_only_output_is_one_line_naming_the_path(sample_src, reference_build, tmp_path):
+    """EROFS on every write (injected: root ignores permissions) is one line naming DST's state folder."""
+    dst = tmp_path / "out"
+    result = run_cli("build", sample_src, dst, *BUILD_ARGS, env={"SHARDGEN_FAULT": "readonly"})
+    assert result.returncode == 1
+    assert_one_line_error(result.stderr, str(dst / ".shardgen"), "Read-only file system")
+    assert not list(dst.glob("*.tar")) and leftovers(dst) == []
+    assert_resumes_identically(sample_src, dst, reference_build, reused_at_least=0)
+
+
+def _can_mount_read_only() -> str | None:
+    """Why a real read-only bind mount cannot be made here, or None if it can."""
+    if sys.platform != "linux" or not shutil.which("unshare") or not shutil.which("mount"):
+        return "needs Linux with unshare and mount"
+    probe = subprocess.run(["unshare", "-m", "mount", "-t", "tmpfs", "-o", "size=1k", "x", "/mnt"], capture_output=True)
+    return None if probe.returncode == 0 else f"cannot create a mount namespace: {probe.stderr.decode().strip()}"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_can_mount_read_only() is not None, reason=str(_can_mount_read_only()))
+def test_real_read_only_mount_is_one_line_naming_the_path(sample_src, reference_build, tmp_path):
+    """A DST on a read-only bind mount (private mount namespace): one line naming it; writable again, it resumes."""
+    dst = tmp_path / "out"
+    stopped = run_cli("build", sample_src, dst, *BUILD_ARGS, env={"SHARDGEN_FAULT": "enospc:shard=2"})
+    assert stopped.returncode == 1 and len(list(dst.glob("*.tar"))) == 2
+    script = (
+        f'mount --bind "{dst}" "{dst}" && mount -o remount,bind,ro "{dst}" && '
+        f'exec "{sys.executable}" -m shardgen build "{sample_src}" "{dst}" {" ".join(BUILD_ARGS)}'
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 1
+    assert_one_line_error(result.stderr, str(dst), "Read-only file system")
+    assert leftovers(dst) == []
+    assert_resumes_identically(sample_src, dst, reference_build, reused_at_least=2)

@@ -1,0 +1,111 @@
+"""Resume: a build killed at any moment and rerun ends byte-identical to one never interrupted."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+
+from shardgen import faults
+from shardgen.pipeline import BuildOptions, build
+from shardgen.render import RenderOptions
+from tests.helpers import BUILD_ARGS, leftovers, run_cli, shard_bytes, start_cli, wait_for
+
+
+def journaled(dst) -> set[str]:
+    path = dst / ".shardgen" / "journal.jsonl"
+    return {json.loads(line)["file"] for line in path.read_text().splitlines()} if path.exists() else set()
+
+
+# (point, n): where the build is SIGKILLed. ingest: a class's arrays are packed but not its record;
+# append: mid-shard (second shard, third chunk); rename: a shard fsynced under .partial, not renamed;
+# journal: a shard renamed to its final name but not yet in the journal.
+KILL_POINTS = [("ingest", 1), ("append", 8), ("rename", 2), ("journal", 1)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("point", "n"), KILL_POINTS, ids=[p for p, _ in KILL_POINTS])
+def test_sigkill_at_any_moment_then_rerun_gives_identical_shards(sample_src, reference_build, tmp_path, point, n):
+    """SIGKILL of the whole process group at a crash point, then the same command: same bytes, nothing left over."""
+    dst, marker = tmp_path / "out", tmp_path / "reached"
+    fault = f"stop:at={point},n={n},marker={marker}"
+    process = start_cli("build", sample_src, dst, *BUILD_ARGS, env={"SHARDGEN_FAULT": fault})
+    wait_for(marker.exists, process)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.communicate()
+    if point == "rename":
+        assert list(dst.glob("*.tar.partial")), "the kill should have caught a shard before its rename"
+    if point == "journal":
+        unjournaled = {p.name for p in dst.glob("*.tar")} - journaled(dst)
+        assert len(unjournaled) == 1, "the kill should have caught a renamed shard not yet journaled"
+
+    rerun = run_cli("build", sample_src, dst, *BUILD_ARGS)
+    assert rerun.returncode == 0, rerun.stderr
+    assert shard_bytes(dst) == shard_bytes(reference_build)
+    manifest = (dst / "manifest.json").read_text()
+    assert json.loads(manifest) == json.loads((reference_build / "manifest.json").read_text())
+    assert leftovers(dst) == []
+    reused = {"ingest": 0, "append": 1, "rename": 2, "journal": 1}[point]
+    assert f"reused {reused};" in rerun.stdout
+
+
+def test_resume_reuses_complete_shards_and_rerenders_damaged_ones(sample_src, tmp_path):
+    """A rerun keeps journaled shards that still match size and sha256, rerenders a damaged one, same bytes."""
+    options = BuildOptions(render=RenderOptions(size=32), shard_size=120, splits=("valid",))
+    first = build(sample_src, tmp_path, options, procs=1, chunk_size=30)
+    original = shard_bytes(tmp_path)
+    assert first.shards_written == 2 and first.shards_reused == 0
+    (tmp_path / "valid-000001.tar").write_bytes(b"damaged")
+    (tmp_path / "valid-000000.tar.partial").write_bytes(b"half a shard")
+    second = build(sample_src, tmp_path, options, procs=1, chunk_size=30)
+    assert (second.shards_written, second.shards_reused, second.images_rendered) == (1, 1, 120)
+    assert shard_bytes(tmp_path) == original
+    assert leftovers(tmp_path) == []
+
+
+def test_rerun_with_other_options_is_refused_naming_the_difference(sample_src, tmp_path):
+    """Changing seed or shard size between runs exits 2 naming what changed; --overwrite replaces the build."""
+    args = ("--procs", "1", "--size", "32", "--splits", "valid", "--no-progress")
+    assert run_cli("build", sample_src, tmp_path / "out", *args).returncode == 0
+    refused = run_cli("build", sample_src, tmp_path / "out", *args, "--seed", "3", "--shard-size", "50")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "seed: 0 -> 3" in refused.stderr and "shard_size: 10000 -> 50" in refused.stderr
+    assert "--overwrite" in refused.stderr
+    replaced = run_cli("build", sample_src, tmp_path / "out", *args, "--seed", "3", "--shard-size", "50", "--overwrite")
+    assert replaced.returncode == 0, replaced.stderr
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.tar")) == [f"valid-00000{i}.tar" for i in range(5)]
+
+
+def test_rerun_with_changed_inputs_is_refused_naming_the_file(sample_src, tmp_path):
+    """A source file that changed since the first run is named in the refusal."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for path in sample_src.glob("*.npz"):
+        (src / path.name).write_bytes(path.read_bytes())
+    args = ("--procs", "1", "--size", "32", "--splits", "valid", "--no-progress")
+    assert run_cli("build", src, tmp_path / "out", *args).returncode == 0
+    os.utime(src / "star.npz", ns=(1, 1))  # same bytes, other mtime: cheap fingerprints treat it as changed
+    refused = run_cli("build", src, tmp_path / "out", *args)
+    assert refused.returncode == 2 and "inputs (star.npz changed)" in refused.stderr
+
+
+def test_successful_build_leaves_no_partial_or_temp_file(sample_src, tmp_path):
+    """After a build, no *.partial or .*.tmp file exists anywhere under DST (state folder included)."""
+    build(sample_src, tmp_path, BuildOptions(render=RenderOptions(size=32), shard_size=100), procs=2, chunk_size=20)
+    assert list(tmp_path.glob("*.tar")) and leftovers(tmp_path) == []
+
+
+def test_fault_specs_parse_and_unknown_ones_are_refused():
+    """SHARDGEN_FAULT specs parse to kind -> parameters; a misspelt fault is an error, not a no-op."""
+    assert faults.parse("stop:at=rename,n=1;readonly;sleep-per-chunk:0.2") == {
+        "stop": {"at": "rename", "n": "1"},
+        "readonly": {},
+        "sleep-per-chunk": {"value": "0.2"},
+    }
+    assert faults.parse(None) == {} and faults.parse("") == {}
+    with pytest.raises(ValueError, match="unknown fault"):
+        faults.parse("worker-exitt:after=1")
+    with pytest.raises(ValueError, match="stop needs"):
+        faults.parse("stop:at=nowhere")
