@@ -176,7 +176,7 @@ def build(
 
 
 def _new_pool(procs: int) -> ProcessPoolExecutor:
-    pool = ProcessPoolExecutor(procs, mp_context=_mp_context(), initializer=init_worker)
+    pool = ProcessPoolExecutor(procs, mp_context=_mp_context(), initializer=init_worker, initargs=(os.getpid(),))
     _enlarge_result_pipe(pool)
     return pool
 

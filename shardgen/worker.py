@@ -8,6 +8,9 @@ appends the returned ``bytes`` to a shard.
 from __future__ import annotations
 
 import json
+import os
+import threading
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -39,12 +42,13 @@ def sample_key(split: str, class_index: int, source_index: int) -> str:
     return f"{split}-{class_index:04d}-{source_index:08d}"
 
 
-def init_worker() -> None:
+def init_worker(build_pid: int | None = None) -> None:
     """Process-pool initializer: one OpenCV thread per process, since processes are the parallelism.
 
     Workers ignore SIGINT: Ctrl-C reaches the whole process group, and only the parent should act
     on it (it cancels pending chunks and shuts the pool down). SIGTERM keeps its default action:
-    the pool itself relies on it to stop the other workers after one died.
+    the pool itself relies on it to stop the other workers after one died. With ``build_pid``, a
+    worker ends itself once that process is gone (see :func:`_exit_when_gone`).
     """
     import signal
 
@@ -52,6 +56,37 @@ def init_worker() -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     cv2.setNumThreads(1)
+    if build_pid is not None:
+        threading.Thread(target=_exit_when_gone, args=(build_pid,), name="build-watch", daemon=True).start()
+
+
+def _exit_when_gone(pid: int, every: float = 1.0) -> None:
+    """End this worker once the build process ``pid`` has died (SIGKILLed alone, not its group).
+
+    Nothing else would end it: an idle worker blocks on the pool's queue, whose pipe it holds both
+    ends of, and the fork server it was forked from stays alive because every worker holds the
+    server's liveness pipe. Checking once a second costs nothing.
+    """
+    while _process_alive(pid):
+        time.sleep(every)
+    os._exit(1)
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs; a zombie (dead, not yet reaped by its parent) counts as gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc (not Linux): existence is all we can tell
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
 
 
 @lru_cache(maxsize=8)

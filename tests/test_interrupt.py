@@ -7,6 +7,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
+import uuid
+from pathlib import Path
 
 import pytest
 
@@ -117,3 +120,37 @@ def test_real_read_only_mount_is_one_line_naming_the_path(sample_src, reference_
     assert_one_line_error(result.stderr, str(dst), "Read-only file system")
     assert leftovers(dst) == []
     assert_resumes_identically(sample_src, dst, reference_build, reused_at_least=2)
+
+
+def _processes_with(token: str) -> list[int]:
+    """Pids of live processes whose environment holds ``token`` (a build and all it started)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if token.encode() in (entry / "environ").read_bytes():
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+@pytest.mark.slow
+def test_workers_exit_when_the_build_process_alone_is_killed(sample_src, tmp_path):
+    """SIGKILL to the build process only (not its group): its worker processes notice and exit."""
+    token = f"shardgen-orphan-test-{uuid.uuid4().hex}"
+    marker = tmp_path / "reached"
+    env = {"SHARDGEN_FAULT": f"stop:at=append,n=2,marker={marker}", "SHARDGEN_ORPHAN_TOKEN": token}
+    process = start_cli("build", sample_src, tmp_path / "out", *BUILD_ARGS, env=env)
+    wait_for(marker.exists, process)
+    assert len(_processes_with(token)) >= 3  # the build, its fork server and its workers
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()  # not communicate(): orphaned workers would hold its output pipes open
+    deadline = time.monotonic() + 30
+    while _processes_with(token) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = _processes_with(token)
+    for pid in left:  # do not leave them behind even when the assertion fails
+        os.kill(pid, signal.SIGKILL)
+    process.communicate()
+    assert left == []
