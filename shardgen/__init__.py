@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "BuildOptions": "pipeline",
-    "BuildPlan": "pipeline",
+    "BuildPlan": "dryrun",
     "BuildResult": "pipeline",
     "InputError": "errors",
     "OptionsChangedError": "errors",
@@ -31,7 +31,7 @@ _EXPORTS = {
     "category_name": "read",
     "discover": "read",
     "encode_image": "render",
-    "plan_build": "pipeline",
+    "plan_build": "dryrun",
     "read_npz": "npz",
     "open_dataset": "dataset",
     "open_indexed": "dataset",
@@ -55,6 +55,7 @@ def __getattr__(name: str) -> Any:
 
 if TYPE_CHECKING:  # explicit imports for type checkers and readers
     from .dataset import open_dataset, open_indexed
+    from .dryrun import BuildPlan, plan_build
     from .errors import (
         InputError,
         OptionsChangedError,
@@ -67,7 +68,7 @@ if TYPE_CHECKING:  # explicit imports for type checkers and readers
         WorkerError,
     )
     from .npz import read_npz
-    from .pipeline import BuildOptions, BuildPlan, BuildResult, Reporter, build, plan_build
+    from .pipeline import BuildOptions, BuildResult, Reporter, build
     from .read import category_name, discover, validate_sketch
     from .render import RenderOptions, encode_image, render_sketch
     from .sample import write_samples

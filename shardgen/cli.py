@@ -154,8 +154,9 @@ def build(
     ),
 ) -> None:
     """Render every sketch in SRC into WebDataset tar shards in DST (resumes an interrupted build)."""
+    from .dryrun import plan_build
     from .errors import UsageError
-    from .pipeline import BuildOptions, plan_build
+    from .pipeline import BuildOptions
     from .pipeline import build as run_build
     from .render import RenderOptions
     from .report import NORMAL, QUIET, VERBOSE, ProgressReporter, print_plan, print_summary

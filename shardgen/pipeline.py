@@ -1,9 +1,10 @@
 """The orchestrator: read -> store -> plan -> render (workers) -> write -> index.
 
 An asyncio event loop submits small task descriptions to any ``concurrent.futures.Executor``
-(a process pool here, a Dask cluster's executor elsewhere) with ``loop.run_in_executor``, keeps a
-bounded number in flight through an ``asyncio.Queue`` of futures, and appends finished chunks to
-their shard in plan order. The parent never touches a single image.
+(a process pool here, a Dask cluster's executor elsewhere) with ``executor.submit_task`` (that is
+``loop.run_in_executor`` without a cancellation race), keeps a bounded number in flight through an
+``asyncio.Queue`` of futures, and appends finished chunks to their shard in plan order. The parent
+never touches a single image.
 """
 
 from __future__ import annotations
@@ -11,30 +12,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import multiprocessing
 import os
 import shutil
 import signal
-import threading
 import time
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import atomic, faults, manifest
 from .errors import InputError, Interrupted, OptionsChangedError, UsageError, WorkerError
+from .executor import StopOnSignals, new_pool, stop_pool, submit_task
 from .plan import Shard, SplitPlan, plan_path, plan_split
 from .read import SPLITS, SourceFile, discover
 from .render import RenderOptions
 from .store import ClassRecord, IngestTask, ingest
-from .worker import LAYOUT_FILE, ChunkTask, init_worker, render_chunk
+from .worker import LAYOUT_FILE, ChunkTask, render_chunk
 from .write import PARTIAL_SUFFIX, Journal, ShardFile, ShardRecord, file_digest, file_digests, output_error
 
 STATE_DIR = ".shardgen"
 BUILD_FILE = "build.json"
 ON_ERROR = ("skip-sketches", "skip", "fail")
-STOP_GRACE = 2.0  # seconds busy workers get to finish their task when a build stops early
 
 
 @dataclass(frozen=True)
@@ -140,13 +139,13 @@ def build(
     reporter = reporter or Reporter()
     src, dst = Path(src), Path(dst)
     sources = discover(src)
-    with _StopOnSignals() as signals:
+    with StopOnSignals() as signals:
         state = prepare_output(dst, sources, options, overwrite)
         started = time.perf_counter()
         tally = _Tally()
         attempts = 1 if executor is not None else 2
         for attempt in range(attempts):
-            pool = executor or _new_pool(procs)
+            pool = executor or new_pool(procs)
             failed, broken = True, False
             try:
                 work = _build(sources, dst, state, options, pool, 2 * procs, chunk_size, reporter, tally)
@@ -164,7 +163,7 @@ def build(
                 reporter.warn(f"{error}; retrying once in a fresh worker pool")
             finally:
                 if executor is None:
-                    _stop_pool(pool, kill=failed and not broken)
+                    stop_pool(pool, kill=failed and not broken)
                 if failed:
                     # Cancelled file operations finish in threads after their coroutine gave up;
                     # the loop has joined those threads now, so no partial shard can reappear.
@@ -175,126 +174,12 @@ def build(
     return result
 
 
-def _new_pool(procs: int) -> ProcessPoolExecutor:
-    pool = ProcessPoolExecutor(procs, mp_context=_mp_context(), initializer=init_worker, initargs=(os.getpid(),))
-    _enlarge_result_pipe(pool)
-    return pool
-
-
-def _enlarge_result_pipe(executor: ProcessPoolExecutor, size: int = 1 << 20) -> None:
-    """Let a worker hand over a whole chunk's bytes (~2 MB at 256 px) in a couple of writes.
-
-    Results travel through one pipe, 64 KB by default on Linux: each chunk then takes ~30 refills,
-    and every refill blocks the worker until the parent's reader thread runs. Best effort: other
-    platforms, or a refused size, keep the default.
-    """
-    try:
-        import fcntl
-    except ImportError:  # not POSIX
-        return
-    queue = getattr(executor, "_result_queue", None)
-    for conn in (getattr(queue, "_reader", None), getattr(queue, "_writer", None)):
-        with contextlib.suppress(AttributeError, OSError, ValueError):
-            fcntl.fcntl(conn.fileno(), fcntl.F_SETPIPE_SZ, size)
-
-
 @dataclass
 class _Tally:
     """What this call of :func:`build` rendered, across a retry in a fresh pool."""
 
     images: int = 0
     sealed: set[str] = field(default_factory=set)
-
-
-class _StopOnSignals:
-    """Turn SIGINT and SIGTERM into a clean stop of the running build, then :class:`Interrupted`.
-
-    The first signal cancels the build's main task, so every ``finally`` and cleanup runs (the
-    partial shard is discarded, pending chunks are cancelled). The same stop often arrives twice
-    at once (to the process group and forwarded by a wrapper such as ``timeout``): repeats within
-    a second are ignored. A later one (Ctrl-C pressed again) exits at once; completed shards are
-    safe and a rerun removes what is left. Signal handlers can only be set from the main thread;
-    elsewhere this does nothing.
-    """
-
-    def __init__(self) -> None:
-        self.received: int | None = None
-        self._first_at = 0.0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task | None = None
-        self._previous: dict[int, object] = {}
-
-    def __enter__(self) -> _StopOnSignals:
-        if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-
-    def _handle(self, signum: int, frame) -> None:
-        if self.received is not None:
-            if time.monotonic() - self._first_at < 1.0:
-                return
-            os._exit(128 + self.received)  # raising here could abort the cleanup half-way and hang
-        self.received, self._first_at = signum, time.monotonic()
-        task = self._task
-        if task is not None and not task.done() and self._loop is not None:
-            self._loop.call_soon_threadsafe(task.cancel)
-            return
-        raise Interrupted(signum)
-
-    async def run(self, coroutine):
-        """Await ``coroutine`` as the cancellable main task of this build; ``None`` if a signal stopped it.
-
-        The caller raises :class:`Interrupted` once the loop is closed: a ``KeyboardInterrupt``
-        raised inside a task escapes the event loop before its cleanup.
-        """
-        self._loop, self._task = asyncio.get_running_loop(), asyncio.current_task()
-        try:
-            return await coroutine
-        except asyncio.CancelledError:
-            if self.received is not None:
-                return None
-            raise
-        finally:
-            self._task = None
-
-
-def _stop_pool(pool: ProcessPoolExecutor, kill: bool) -> None:
-    """Shut our own pool down; after a failure or an interrupt, without waiting long for busy workers.
-
-    Pending chunks are cancelled and workers get a grace period to finish the one they hold; one
-    still busy after that (seconds into a large file or chunk whose result nobody will use) is
-    killed, which is safe because workers only ever write through atomic renames.
-    """
-    if kill:
-        processes = list((getattr(pool, "_processes", None) or {}).values())
-        pool.shutdown(wait=False, cancel_futures=True)
-        deadline = time.monotonic() + STOP_GRACE
-        for process in processes:
-            process.join(max(0.0, deadline - time.monotonic()))
-        for process in processes:
-            if process.is_alive():
-                process.kill()
-    # A broken pool has failed its futures and reaped its workers already; cancelling them again
-    # races with its manager thread (see _submit).
-    pool.shutdown(wait=True, cancel_futures=kill)
-
-
-def _mp_context() -> multiprocessing.context.BaseContext:
-    # fork is unsafe once the parent has threads (aiofiles uses a thread pool); forkserver is
-    # cheap and safe on POSIX, spawn is the portable fallback.
-    methods = multiprocessing.get_all_start_methods()
-    if "forkserver" not in methods:
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    # The server imports the worker's modules (numpy, OpenCV) once; every worker forked from it
-    # starts warm instead of paying those imports itself (with 128 workers, 128 times).
-    context.set_forkserver_preload(["shardgen.worker"])
-    return context
 
 
 def fingerprint(sources: list[SourceFile]) -> list[dict]:
@@ -400,7 +285,7 @@ async def _build(sources, dst, state, options, executor, inflight, chunk_size, r
     loop = asyncio.get_running_loop()
     records, skipped_files = await _ingest_all(sources, state, options, executor, loop, reporter)
     kept = [(source, record) for source, record in zip(sources, records) if record is not None]
-    splits = _splits_present(kept, options)
+    splits = splits_present(kept, options)
     layout = {
         "classes": [record.category for _, record in kept],
         "sources": [source.name for source, _ in kept],
@@ -451,7 +336,7 @@ async def _build(sources, dst, state, options, executor, inflight, chunk_size, r
     return BuildResult(dst, result_manifest, tally.images, len(tally.sealed), reused, 0.0)
 
 
-def _splits_present(kept: list[tuple[SourceFile, ClassRecord]], options: BuildOptions) -> list[str]:
+def splits_present(kept: list[tuple[SourceFile, ClassRecord]], options: BuildOptions) -> list[str]:
     if not kept:
         raise InputError("no input file could be read; nothing to build")
     present = [split for split in SPLITS if any(split in record.counts for _, record in kept)]
@@ -480,7 +365,7 @@ async def _ingest_all(sources, state, options, executor, loop, reporter):
             json.dumps([fingerprints[position], splits, options.limit, options.on_error]),
         )
         try:
-            record = await _submit(loop, executor, ingest, task)
+            record = await submit_task(loop, executor, ingest, task)
         except InputError as error:
             if options.on_error != "skip":
                 raise
@@ -505,33 +390,6 @@ async def _ingest_all(sources, state, options, executor, loop, reporter):
             reporter.warn(f"{record.source}: skipped {len(record.skipped)} invalid sketch(es)")
             reporter.skip(len(record.skipped))
     return records, skipped_files
-
-
-def _submit(loop: asyncio.AbstractEventLoop, executor: Executor, fn, arg) -> asyncio.Future:
-    """Like ``loop.run_in_executor``, but cancelling the returned future leaves the task alone.
-
-    Work that is not needed any more is cancelled by shutting our own pool down. Cancelling
-    process-pool futures from here instead races with the pool's manager thread when a worker dies
-    (Python 3.11 then crashes that thread and the shutdown hangs).
-    """
-    done = loop.create_future()
-
-    def copy(source) -> None:
-        if done.cancelled():
-            return
-        if source.cancelled():
-            done.cancel()
-        elif source.exception() is not None:
-            done.set_exception(source.exception())
-        else:
-            done.set_result(source.result())
-
-    def on_done(source) -> None:
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
-            loop.call_soon_threadsafe(copy, source)
-
-    executor.submit(fn, arg).add_done_callback(on_done)
-    return done
 
 
 async def _gather_or_cancel(coroutines):
@@ -571,7 +429,7 @@ async def _render_shards(
         for shard in shards:
             for start, stop in shard.chunks():
                 task = ChunkTask(state, shard.split, start, stop, options.render, options.seed)
-                future = _submit(loop, executor, render_chunk, task)
+                future = submit_task(loop, executor, render_chunk, task)
                 try:
                     await queue.put((shard, start, stop, future))  # waits while `inflight` chunks are out
                 except BaseException:
@@ -585,7 +443,7 @@ async def _render_shards(
     async def publish(shard_file: ShardFile, began: float) -> None:
         # Hash on a worker (the parent does no per-byte work), then rename and journal here.
         try:
-            digests = await _submit(loop, executor, file_digests, shard_file.partial)
+            digests = await submit_task(loop, executor, file_digests, shard_file.partial)
         except BrokenProcessPool:
             raise WorkerError(f"a worker process died while hashing {shard_file.path.name}") from None
         record = await shard_file.publish(digests)
@@ -644,137 +502,3 @@ async def _render_shards(
             await current.discard()
         raise
     return written
-
-
-@dataclass
-class BuildPlan:
-    """What a build would produce, worked out without rendering a shard or writing anything."""
-
-    src: Path
-    classes: list[str]
-    counts: dict[str, int]  # split -> samples
-    shard_counts: dict[str, list[int]]  # split -> samples in each shard
-    estimated_bytes: dict[str, int]  # split -> estimated size of its shards
-    bytes_per_sample: float  # mean size of one sample's tar members, measured on rendered sketches
-    sampled: int  # how many sketches were rendered to measure it
-    skipped: list[dict]
-    skipped_files: list[dict]
-
-    @property
-    def images(self) -> int:
-        return sum(self.counts.values())
-
-
-def plan_build(
-    src: Path, options: BuildOptions = BuildOptions(), *, sample: int = 64, reporter: Reporter | None = None
-) -> BuildPlan:
-    """Read and validate the inputs as ``build`` would, and say what it would write (``--dry-run``).
-
-    Nothing is rendered into shards and nothing is written. The output size is an estimate: up to
-    ``sample`` valid sketches, spread over the classes in proportion to their counts, are rendered and encoded
-    in this process with the build's options, and their mean tar-member size is scaled up.
-    Reading takes about as long as a build's ingest stage, in one process.
-    """
-    from . import tar
-    from .errors import SketchError
-    from .plan import shard_bounds
-    from .read import ADAPTERS, as_sketch_array, validate_sketch
-    from .render import color_seed, encode_image, render_sketch
-    from .worker import sample_key
-
-    options.check()
-    reporter = reporter or Reporter()
-    sources = discover(Path(src))
-    wanted = tuple(options.splits or SPLITS)
-    kept, skipped, skipped_files, reservoirs = [], [], [], []
-    reporter.stage("read", len(sources))
-    for source in sources:
-        try:
-            by_split = ADAPTERS[source.path.suffix](source.path, wanted)
-        except InputError as error:
-            if options.on_error != "skip":
-                raise
-            reporter.warn(f"skipped {error}")
-            reporter.skip(1)
-            skipped_files.append({"source": source.name, "reason": error.message})
-            reporter.advance(1)
-            continue
-        record = ClassRecord(source.category, source.name, "")
-        valid = []  # (split, index, sketch) candidates for the size sample
-        for split in wanted:
-            sketches = by_split.get(split)
-            if sketches is None:
-                continue
-            if options.limit is not None:
-                sketches = sketches[: options.limit]
-            count = 0
-            for index, raw in enumerate(sketches):
-                sketch = as_sketch_array(raw)
-                reason = validate_sketch(sketch)
-                if reason is not None:
-                    if options.on_error == "fail":
-                        raise SketchError(reason, source.name, split, index)
-                    record.skipped.append({"source": source.name, "split": split, "index": index, "reason": reason})
-                    continue
-                count += 1
-                valid.append((split, index, sketch))
-            record.counts[split] = count
-        if record.skipped:
-            reporter.warn(f"{source.name}: skipped {len(record.skipped)} invalid sketch(es)")
-            reporter.skip(len(record.skipped))
-        skipped.extend(record.skipped)
-        # Keep at most `sample` evenly spaced candidates per class, so memory stays small.
-        reservoirs.append(valid[:: max(1, len(valid) // max(sample, 1))][:sample])
-        kept.append((source, record))
-        reporter.advance(1)
-    splits = _splits_present(kept, options)
-    picked = _proportional_sample(
-        [[item for item in reservoir if item[0] in splits] for reservoir in reservoirs],
-        [sum(record.counts.get(split, 0) for split in splits) for _, record in kept],
-        sample,
-    )
-    classes = [record.category for _, record in kept]
-    sizes = []
-    for class_index, split, index, sketch in picked:
-        key = sample_key(split, class_index, index)
-        image = encode_image(render_sketch(sketch, options.render, color_seed(options.seed, key)), options.render)
-        meta = {"category": classes[class_index], "class": class_index, "split": split, "index": index}
-        meta["source"] = kept[class_index][0].name
-        members = (
-            tar.member(f"{key}.{options.render.extension}", image),
-            tar.member(f"{key}.cls", b"%d" % class_index),
-            tar.member(f"{key}.json", json.dumps(meta, separators=(",", ":")).encode()),
-        )
-        sizes.append(sum(map(len, members)))
-    per_sample = sum(sizes) / len(sizes) if sizes else 0.0
-    counts = {split: sum(record.counts.get(split, 0) for _, record in kept) for split in splits}
-    shard_counts = {
-        split: [stop - start for start, stop in shard_bounds(counts[split], options.shard_size)] for split in splits
-    }
-    estimated = {}
-    for split, shards in shard_counts.items():
-        body = [round(n * per_sample) for n in shards]
-        estimated[split] = sum(b + len(tar.end_of_archive(b)) for b in body)
-    return BuildPlan(
-        Path(src), classes, counts, shard_counts, estimated, per_sample, len(sizes), skipped, skipped_files
-    )
-
-
-def _proportional_sample(reservoirs: list[list], counts: list[int], sample: int) -> list[tuple]:
-    """``(class index, *item)`` picks from each class's candidates, as many as its share of ``counts``.
-
-    Small classes then weigh in the size estimate as little as they weigh in the output.
-    """
-    total = sum(counts)
-    if total == 0 or sample <= 0:
-        return []
-    shares = [sample * count / total for count in counts]
-    quotas = [int(share) for share in shares]
-    by_remainder = sorted(range(len(counts)), key=lambda i: shares[i] - quotas[i], reverse=True)
-    for i in by_remainder[: sample - sum(quotas)]:
-        quotas[i] += 1
-    picked = []
-    for class_index, (reservoir, quota) in enumerate(zip(reservoirs, quotas)):
-        if quota and reservoir:
-            picked.extend((class_index, *item) for item in reservoir[:: max(1, len(reservoir) // quota)][:quota])
-    return picked

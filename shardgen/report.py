@@ -17,7 +17,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .pipeline import BuildPlan, BuildResult, Reporter
+from .dryrun import BuildPlan
+from .pipeline import BuildResult, Reporter
 from .write import ShardRecord
 
 QUIET, NORMAL, VERBOSE = 0, 1, 2

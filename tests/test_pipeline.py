@@ -126,7 +126,7 @@ def test_sample_files_are_deterministic(tmp_path):
 
 def test_plan_build_matches_what_build_writes_without_writing(tmp_path):
     """plan_build's per-split counts, shard sizes and skipped sketches equal a real build's; it writes nothing."""
-    from shardgen.pipeline import plan_build
+    from shardgen.dryrun import plan_build
     from tests.helpers import object_array, write_npz
 
     src = tmp_path / "src"
@@ -151,7 +151,7 @@ def test_plan_build_matches_what_build_writes_without_writing(tmp_path):
 
 def test_size_sample_follows_class_counts():
     """The dry run's size sample takes from each class in proportion to its count, at most `sample` in all."""
-    from shardgen.pipeline import _proportional_sample
+    from shardgen.dryrun import _proportional_sample
 
     reservoirs = [[("train", i, None) for i in range(64)], [("train", i, None) for i in range(10)]]
     picked = _proportional_sample(reservoirs, [9_900, 100], 64)

@@ -1,0 +1,146 @@
+"""``shardgen build --dry-run``: what a build would write, worked out without rendering shards."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import InputError
+from .pipeline import BuildOptions, Reporter, splits_present
+from .read import SPLITS, discover
+from .store import ClassRecord
+
+
+@dataclass
+class BuildPlan:
+    """What a build would produce, worked out without rendering a shard or writing anything."""
+
+    src: Path
+    classes: list[str]
+    counts: dict[str, int]  # split -> samples
+    shard_counts: dict[str, list[int]]  # split -> samples in each shard
+    estimated_bytes: dict[str, int]  # split -> estimated size of its shards
+    bytes_per_sample: float  # mean size of one sample's tar members, measured on rendered sketches
+    sampled: int  # how many sketches were rendered to measure it
+    skipped: list[dict]
+    skipped_files: list[dict]
+
+    @property
+    def images(self) -> int:
+        return sum(self.counts.values())
+
+
+def plan_build(
+    src: Path, options: BuildOptions = BuildOptions(), *, sample: int = 64, reporter: Reporter | None = None
+) -> BuildPlan:
+    """Read and validate the inputs as ``build`` would, and say what it would write (``--dry-run``).
+
+    Nothing is rendered into shards and nothing is written. The output size is an estimate: up to
+    ``sample`` valid sketches, spread over the classes in proportion to their counts, are rendered and encoded
+    in this process with the build's options, and their mean tar-member size is scaled up.
+    Reading takes about as long as a build's ingest stage, in one process.
+    """
+    from . import tar
+    from .errors import SketchError
+    from .plan import shard_bounds
+    from .read import ADAPTERS, as_sketch_array, validate_sketch
+    from .render import color_seed, encode_image, render_sketch
+    from .worker import sample_key
+
+    options.check()
+    reporter = reporter or Reporter()
+    sources = discover(Path(src))
+    wanted = tuple(options.splits or SPLITS)
+    kept, skipped, skipped_files, reservoirs = [], [], [], []
+    reporter.stage("read", len(sources))
+    for source in sources:
+        try:
+            by_split = ADAPTERS[source.path.suffix](source.path, wanted)
+        except InputError as error:
+            if options.on_error != "skip":
+                raise
+            reporter.warn(f"skipped {error}")
+            reporter.skip(1)
+            skipped_files.append({"source": source.name, "reason": error.message})
+            reporter.advance(1)
+            continue
+        record = ClassRecord(source.category, source.name, "")
+        valid = []  # (split, index, sketch) candidates for the size sample
+        for split in wanted:
+            sketches = by_split.get(split)
+            if sketches is None:
+                continue
+            if options.limit is not None:
+                sketches = sketches[: options.limit]
+            count = 0
+            for index, raw in enumerate(sketches):
+                sketch = as_sketch_array(raw)
+                reason = validate_sketch(sketch)
+                if reason is not None:
+                    if options.on_error == "fail":
+                        raise SketchError(reason, source.name, split, index)
+                    record.skipped.append({"source": source.name, "split": split, "index": index, "reason": reason})
+                    continue
+                count += 1
+                valid.append((split, index, sketch))
+            record.counts[split] = count
+        if record.skipped:
+            reporter.warn(f"{source.name}: skipped {len(record.skipped)} invalid sketch(es)")
+            reporter.skip(len(record.skipped))
+        skipped.extend(record.skipped)
+        # Keep at most `sample` evenly spaced candidates per class, so memory stays small.
+        reservoirs.append(valid[:: max(1, len(valid) // max(sample, 1))][:sample])
+        kept.append((source, record))
+        reporter.advance(1)
+    splits = splits_present(kept, options)
+    picked = _proportional_sample(
+        [[item for item in reservoir if item[0] in splits] for reservoir in reservoirs],
+        [sum(record.counts.get(split, 0) for split in splits) for _, record in kept],
+        sample,
+    )
+    classes = [record.category for _, record in kept]
+    sizes = []
+    for class_index, split, index, sketch in picked:
+        key = sample_key(split, class_index, index)
+        image = encode_image(render_sketch(sketch, options.render, color_seed(options.seed, key)), options.render)
+        meta = {"category": classes[class_index], "class": class_index, "split": split, "index": index}
+        meta["source"] = kept[class_index][0].name
+        members = (
+            tar.member(f"{key}.{options.render.extension}", image),
+            tar.member(f"{key}.cls", b"%d" % class_index),
+            tar.member(f"{key}.json", json.dumps(meta, separators=(",", ":")).encode()),
+        )
+        sizes.append(sum(map(len, members)))
+    per_sample = sum(sizes) / len(sizes) if sizes else 0.0
+    counts = {split: sum(record.counts.get(split, 0) for _, record in kept) for split in splits}
+    shard_counts = {
+        split: [stop - start for start, stop in shard_bounds(counts[split], options.shard_size)] for split in splits
+    }
+    estimated = {}
+    for split, shards in shard_counts.items():
+        body = [round(n * per_sample) for n in shards]
+        estimated[split] = sum(b + len(tar.end_of_archive(b)) for b in body)
+    return BuildPlan(
+        Path(src), classes, counts, shard_counts, estimated, per_sample, len(sizes), skipped, skipped_files
+    )
+
+
+def _proportional_sample(reservoirs: list[list], counts: list[int], sample: int) -> list[tuple]:
+    """``(class index, *item)`` picks from each class's candidates, as many as its share of ``counts``.
+
+    Small classes then weigh in the size estimate as little as they weigh in the output.
+    """
+    total = sum(counts)
+    if total == 0 or sample <= 0:
+        return []
+    shares = [sample * count / total for count in counts]
+    quotas = [int(share) for share in shares]
+    by_remainder = sorted(range(len(counts)), key=lambda i: shares[i] - quotas[i], reverse=True)
+    for i in by_remainder[: sample - sum(quotas)]:
+        quotas[i] += 1
+    picked = []
+    for class_index, (reservoir, quota) in enumerate(zip(reservoirs, quotas)):
+        if quota and reservoir:
+            picked.extend((class_index, *item) for item in reservoir[:: max(1, len(reservoir) // quota)][:quota])
+    return picked

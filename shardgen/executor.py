@@ -1,0 +1,162 @@
+"""Running the build's tasks on an executor: our own process pool, submitting without cancellation
+races, and stopping cleanly on SIGINT/SIGTERM. The orchestrator (``pipeline``) uses any
+``concurrent.futures.Executor``; only the pool it creates itself gets the extras here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from concurrent.futures import Executor, ProcessPoolExecutor
+
+from .errors import Interrupted
+from .worker import init_worker
+
+STOP_GRACE = 2.0  # seconds busy workers get to finish their task when a build stops early
+
+
+def new_pool(procs: int) -> ProcessPoolExecutor:
+    """A process pool of ``procs`` workers started from a warm fork server; they exit if the build dies."""
+    pool = ProcessPoolExecutor(procs, mp_context=mp_context(), initializer=init_worker, initargs=(os.getpid(),))
+    _enlarge_result_pipe(pool)
+    return pool
+
+
+def _enlarge_result_pipe(executor: ProcessPoolExecutor, size: int = 1 << 20) -> None:
+    """Let a worker hand over a whole chunk's bytes (~2 MB at 256 px) in a couple of writes.
+
+    Results travel through one pipe, 64 KB by default on Linux: each chunk then takes ~30 refills,
+    and every refill blocks the worker until the parent's reader thread runs. Best effort: other
+    platforms, or a refused size, keep the default.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        return
+    queue = getattr(executor, "_result_queue", None)
+    for conn in (getattr(queue, "_reader", None), getattr(queue, "_writer", None)):
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            fcntl.fcntl(conn.fileno(), fcntl.F_SETPIPE_SZ, size)
+
+
+class StopOnSignals:
+    """Turn SIGINT and SIGTERM into a clean stop of the running build, then :class:`Interrupted`.
+
+    The first signal cancels the build's main task, so every ``finally`` and cleanup runs (the
+    partial shard is discarded, pending chunks are cancelled). The same stop often arrives twice
+    at once (to the process group and forwarded by a wrapper such as ``timeout``): repeats within
+    a second are ignored. A later one (Ctrl-C pressed again) exits at once; completed shards are
+    safe and a rerun removes what is left. Signal handlers can only be set from the main thread;
+    elsewhere this does nothing.
+    """
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._first_at = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task | None = None
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> StopOnSignals:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum: int, frame) -> None:
+        if self.received is not None:
+            if time.monotonic() - self._first_at < 1.0:
+                return
+            os._exit(128 + self.received)  # raising here could abort the cleanup half-way and hang
+        self.received, self._first_at = signum, time.monotonic()
+        task = self._task
+        if task is not None and not task.done() and self._loop is not None:
+            self._loop.call_soon_threadsafe(task.cancel)
+            return
+        raise Interrupted(signum)
+
+    async def run(self, coroutine):
+        """Await ``coroutine`` as the cancellable main task of this build; ``None`` if a signal stopped it.
+
+        The caller raises :class:`Interrupted` once the loop is closed: a ``KeyboardInterrupt``
+        raised inside a task escapes the event loop before its cleanup.
+        """
+        self._loop, self._task = asyncio.get_running_loop(), asyncio.current_task()
+        try:
+            return await coroutine
+        except asyncio.CancelledError:
+            if self.received is not None:
+                return None
+            raise
+        finally:
+            self._task = None
+
+
+def stop_pool(pool: ProcessPoolExecutor, kill: bool) -> None:
+    """Shut our own pool down; after a failure or an interrupt, without waiting long for busy workers.
+
+    Pending chunks are cancelled and workers get a grace period to finish the one they hold; one
+    still busy after that (seconds into a large file or chunk whose result nobody will use) is
+    killed, which is safe because workers only ever write through atomic renames.
+    """
+    if kill:
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + STOP_GRACE
+        for process in processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+        for process in processes:
+            if process.is_alive():
+                process.kill()
+    # A broken pool has failed its futures and reaped its workers already; cancelling them again
+    # races with its manager thread (see submit_task).
+    pool.shutdown(wait=True, cancel_futures=kill)
+
+
+def mp_context() -> multiprocessing.context.BaseContext:
+    # fork is unsafe once the parent has threads (aiofiles uses a thread pool); forkserver is
+    # cheap and safe on POSIX, spawn is the portable fallback.
+    methods = multiprocessing.get_all_start_methods()
+    if "forkserver" not in methods:
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    # The server imports the worker's modules (numpy, OpenCV) once; every worker forked from it
+    # starts warm instead of paying those imports itself (with 128 workers, 128 times).
+    context.set_forkserver_preload(["shardgen.worker"])
+    return context
+
+
+def submit_task(loop: asyncio.AbstractEventLoop, executor: Executor, fn, arg) -> asyncio.Future:
+    """Like ``loop.run_in_executor``, but cancelling the returned future leaves the task alone.
+
+    Work that is not needed any more is cancelled by shutting our own pool down. Cancelling
+    process-pool futures from here instead races with the pool's manager thread when a worker dies
+    (Python 3.11 then crashes that thread and the shutdown hangs).
+    """
+    done = loop.create_future()
+
+    def copy(source) -> None:
+        if done.cancelled():
+            return
+        if source.cancelled():
+            done.cancel()
+        elif source.exception() is not None:
+            done.set_exception(source.exception())
+        else:
+            done.set_result(source.result())
+
+    def on_done(source) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(copy, source)
+
+    executor.submit(fn, arg).add_done_callback(on_done)
+    return done
