@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .dataset import load_manifest
+from .report import human_bytes
 
 # Skipped sketches listed one by one up to this many; the rest are summed up.
 MAX_SKIPPED_SHOWN = 20
@@ -48,9 +49,9 @@ def print_info(dst: Path, console: Console | None = None) -> dict:
             split,
             f"{info['count']:,}",
             str(len(info["shards"])),
-            human(sum(sizes)),
-            human(min(sizes)),
-            human(max(sizes)),
+            human_bytes(sum(sizes)),
+            human_bytes(min(sizes)),
+            human_bytes(max(sizes)),
             f"{info.get('blank', 0):,}",
         )
     console.print(shards)
@@ -80,12 +81,3 @@ def print_info(dst: Path, console: Console | None = None) -> dict:
     if len(skipped) > MAX_SKIPPED_SHOWN:
         console.print(f"  ... and {len(skipped) - MAX_SKIPPED_SHOWN} more (see manifest.json)", highlight=False)
     return manifest
-
-
-def human(size: int) -> str:
-    """Bytes in decimal units, as ``shardgen build`` prints them."""
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size} B"  # pragma: no cover
