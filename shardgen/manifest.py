@@ -66,8 +66,3 @@ def write_index(dst: Path, manifest: dict, splits: dict[str, list[ShardRecord]])
 def read_manifest(dst: Path) -> dict:
     """The manifest of a finished build (raises ``FileNotFoundError`` if there is none)."""
     return json.loads((Path(dst) / MANIFEST).read_text())
-
-
-def shard_records(manifest: dict, split: str) -> list[ShardRecord]:
-    """The manifest's shards of ``split`` as records (without md5, which only wids needs)."""
-    return [ShardRecord(md5="", **s) for s in manifest["splits"][split]["shards"]]
