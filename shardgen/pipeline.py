@@ -16,7 +16,7 @@ import os
 import shutil
 import signal
 import time
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,7 +149,7 @@ def build(
             failed, broken = True, False
             try:
                 work = _build(sources, dst, state, options, pool, 2 * procs, chunk_size, reporter, tally)
-                result = asyncio.run(signals.run(work))
+                result = _run_to_completion(signals.run(work))
                 if result is None:
                     raise Interrupted(signals.received or signal.SIGINT)
                 failed = False
@@ -180,6 +180,17 @@ class _Tally:
 
     images: int = 0
     sealed: set[str] = field(default_factory=set)
+
+
+def _run_to_completion(coroutine):
+    """``asyncio.run``, also from code that already runs an event loop (a Jupyter notebook, an
+    async training script): there the build gets a loop of its own in a helper thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with ThreadPoolExecutor(1, thread_name_prefix="shardgen-build") as thread:
+        return thread.submit(asyncio.run, coroutine).result()
 
 
 def fingerprint(sources: list[SourceFile]) -> list[dict]:

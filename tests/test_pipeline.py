@@ -169,3 +169,18 @@ def test_any_executor_works_and_gives_the_same_bytes(sample_src, tmp_path):
         build(sample_src, tmp_path / "threads", options, executor=executor, procs=2)
     build(sample_src, tmp_path / "procs", options, procs=2)
     assert shard_bytes(tmp_path / "threads") == shard_bytes(tmp_path / "procs")
+
+
+def test_build_works_from_inside_a_running_event_loop(sample_src, tmp_path):
+    """Called from async code (a notebook), build runs its own loop in a thread and gives the same shards."""
+    import asyncio
+
+    options = BuildOptions(render=RenderOptions(size=32), shard_size=100, splits=("valid",))
+
+    async def notebook_cell():
+        return build(sample_src, tmp_path / "inside", options, procs=1)
+
+    result = asyncio.run(notebook_cell())
+    assert result.manifest["splits"]["valid"]["count"] == 240
+    build(sample_src, tmp_path / "outside", options, procs=1)
+    assert shard_bytes(tmp_path / "inside") == shard_bytes(tmp_path / "outside")
