@@ -112,8 +112,10 @@ def _meta_templates(state_dir: Path, mtime_ns: int, split: str) -> list[tuple[by
     return templates
 
 
-@lru_cache(maxsize=16)
-def _reader(state_dir: Path, split: str) -> StoreReader:
+@lru_cache(maxsize=4)
+def _reader(state_dir: Path, split: str, mtime_ns: int) -> StoreReader:
+    # Keyed by the layout's mtime (rewritten by every build) like the caches above: a worker that
+    # outlives one build (a reused executor) must not read an overwritten store's old mappings.
     return StoreReader(state_dir / "store", split)
 
 
@@ -128,7 +130,7 @@ def render_chunk(task: ChunkTask) -> bytes:
     store_ids = layout["store_ids"]
     order = np.load(plan_path(state_dir, task.split), mmap_mode="r")[task.start : task.stop]
     class_ids, positions = locate(np.asarray(order), starts[task.split])
-    reader = _reader(state_dir, task.split)
+    reader = _reader(state_dir, task.split, mtime_ns)
     options, ext = task.options, task.options.extension
     members = []
     for class_index, position in zip(class_ids.tolist(), positions.tolist()):

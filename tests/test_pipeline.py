@@ -184,3 +184,18 @@ def test_build_works_from_inside_a_running_event_loop(sample_src, tmp_path):
     assert result.manifest["splits"]["valid"]["count"] == 240
     build(sample_src, tmp_path / "outside", options, procs=1)
     assert shard_bytes(tmp_path / "inside") == shard_bytes(tmp_path / "outside")
+
+
+def test_a_reused_executor_never_serves_a_previous_build_s_store(tmp_path):
+    """Rebuilding DST with --overwrite from other inputs on the same executor renders the new inputs."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    write_samples(first, categories=2, per_split=20, seed=1)
+    write_samples(second, categories=2, per_split=20, seed=2)
+    options = BuildOptions(render=RenderOptions(size=32), splits=("valid",))
+    with ThreadPoolExecutor(2) as executor:
+        build(first, tmp_path / "out", options, executor=executor, procs=2)
+        build(second, tmp_path / "out", options, executor=executor, procs=2, overwrite=True)
+    build(second, tmp_path / "fresh", options, procs=1)
+    assert shard_bytes(tmp_path / "out") == shard_bytes(tmp_path / "fresh")
