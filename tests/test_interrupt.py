@@ -80,7 +80,9 @@ def test_disk_full_names_the_file_and_rerun_resumes(sample_src, reference_build,
     result = run_cli("build", sample_src, dst, *BUILD_ARGS, env={"SHARDGEN_FAULT": "enospc:shard=1"})
     assert result.returncode == 1
     assert_one_line_error(result.stderr, "train-000001.tar.partial", "No space left on device", "rerun to resume")
-    assert [p.name for p in dst.glob("*.tar")] == ["train-000000.tar"] and leftovers(dst) == []
+    # Shards are sealed in parallel: one after the failing shard may have been sealed meanwhile.
+    written = {p.name for p in dst.glob("*.tar")}
+    assert "train-000000.tar" in written and "train-000001.tar" not in written and leftovers(dst) == []
     assert_resumes_identically(sample_src, dst, reference_build, reused_at_least=1)
 
 
@@ -109,7 +111,7 @@ def test_real_read_only_mount_is_one_line_naming_the_path(sample_src, reference_
     """A DST on a read-only bind mount (private mount namespace): one line naming it; writable again, it resumes."""
     dst = tmp_path / "out"
     stopped = run_cli("build", sample_src, dst, *BUILD_ARGS, env={"SHARDGEN_FAULT": "enospc:shard=2"})
-    assert stopped.returncode == 1 and len(list(dst.glob("*.tar"))) == 2
+    assert stopped.returncode == 1 and len(list(dst.glob("*.tar"))) >= 2
     script = (
         f'mount --bind "{dst}" "{dst}" && mount -o remount,bind,ro "{dst}" && '
         f'exec "{sys.executable}" -m shardgen build "{sample_src}" "{dst}" {" ".join(BUILD_ARGS)}'
