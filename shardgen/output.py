@@ -1,28 +1,108 @@
-"""The output folder (DST): the build identity recorded there, cleanup and leftovers.
+"""The output folder (DST): the lock, the build identity recorded there, what shardgen wrote, cleanup.
 
-A build records what it is (inputs and options, ``.shardgen/build.json``) before it writes
-anything else, so a rerun can tell whether it continues the same build or would mix two.
+A build holds an exclusive lock on DST while it runs, and records what it is (inputs and options,
+``.shardgen/build.json``) before it writes anything else, so a rerun can tell whether it continues
+the same build or would mix two. It also records, before writing them, the names of the files it
+writes in DST (``.shardgen/outputs.json``); the journal and the manifest list its shards. Those
+records are all ``--overwrite`` deletes: a file no record names is the user's and stays. A feature
+that writes another file into DST (a dataset card, an index beside each shard) adds its names with
+:func:`record_outputs` before writing them and, so that they are known once ``.shardgen`` is gone,
+lists them under the manifest's ``"files"``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+import re
+import shlex
 import shutil
+import sys
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import atomic, manifest
-from .errors import OptionsChangedError, UsageError
+from .errors import OptionsChangedError, OutputLockedError, UsageError
 from .fragments import PARTIAL_SUFFIX, PARTS_DIR
 from .read import SPLITS, SourceFile
-from .write import output_error
+from .write import Journal, ShardRecord, output_error
 
 if TYPE_CHECKING:
     from .pipeline import BuildOptions
 
 STATE_DIR = ".shardgen"
 BUILD_FILE = "build.json"
+JOURNAL_FILE = "journal.jsonl"
+OUTPUTS_FILE = "outputs.json"  # names of the files this build writes in DST, recorded before writing
+OWNER_FILE = "owner.json"  # pid and command of the build holding the lock, to name it to a second one
+# Names only shardgen gives files: their partial and temp files are an interrupted build's leftovers.
+_SPLIT = "|".join(SPLITS)
+_OUR_NAMES = re.compile(rf"(?:{_SPLIT})-\d{{6}}\.tar|(?:{_SPLIT})\.wids\.json|{re.escape(manifest.MANIFEST)}")
+
+
+@contextlib.contextmanager
+def locked(dst: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the folder ``dst`` (created if missing) while a build writes there.
+
+    ``flock`` on the folder itself: the OS drops it when the process dies, even by SIGKILL, so no
+    stale lock survives, and nothing a build deletes (``--overwrite`` empties ``.shardgen``) can
+    take the lock with it. A second build is refused at once, naming the running one.
+    """
+    check_folder(dst)
+    try:
+        os.makedirs(dst / STATE_DIR, exist_ok=True)
+        fd = os.open(dst, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as error:
+        raise output_error(error, dst) from None
+    owner = dst / STATE_DIR / OWNER_FILE
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutputLockedError(
+                f"another shardgen build is writing here ({_describe_owner(owner)}); "
+                "wait for it to end, or stop it, or choose another output folder",
+                dst,
+            ) from None
+        with contextlib.suppress(OSError):  # only informative: the lock itself is what counts
+            atomic.write_json(owner, {"pid": os.getpid(), "command": _command()})
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                owner.unlink()
+    finally:
+        os.close(fd)
+
+
+def _command() -> str:
+    args = list(sys.argv)
+    if args and Path(args[0]).name == "__main__.py":  # python -m shardgen
+        args[0] = "shardgen"
+    return shlex.join(args)
+
+
+def _describe_owner(owner: Path) -> str:
+    info = _read_json(owner)
+    if not isinstance(info, dict) or not isinstance(info.get("pid"), int):
+        return "pid unknown"
+    command = info.get("command")
+    return f"pid {info['pid']}: {command}" if isinstance(command, str) and command else f"pid {info['pid']}"
+
+
+def check_folder(dst: Path) -> None:
+    """DST must be a folder, or a path where one can be made."""
+    if dst.is_symlink() and not dst.exists():
+        raise UsageError(
+            f"output is a symbolic link to {os.readlink(dst)}, which does not exist; "
+            "create that folder or choose another output",
+            dst,
+        )
+    if dst.exists() and not dst.is_dir():
+        raise UsageError("output must be a folder, but a file exists there", dst)
 
 
 def fingerprint(sources: list[SourceFile]) -> list[dict]:
@@ -34,54 +114,162 @@ def fingerprint(sources: list[SourceFile]) -> list[dict]:
     return out
 
 
-def prepare_output(dst: Path, sources: list[SourceFile], options: BuildOptions, overwrite: bool) -> Path:
-    """Check DST, refuse a rerun with other inputs or options, and record this build's identity.
+def prepare_output(
+    dst: Path, sources: list[SourceFile], options: BuildOptions, overwrite: bool, warn: Callable[[str], None]
+) -> Path:
+    """Refuse a rerun with other inputs or options, clean up, and record this build's identity.
 
-    Returns the state folder (``DST/.shardgen``).
+    Call it holding :func:`locked`. Returns the state folder (``DST/.shardgen``).
     """
-    if dst.exists() and not dst.is_dir():
-        raise UsageError("output must be a folder, but a file exists there", dst)
     state = dst / STATE_DIR
     identity = {"inputs": fingerprint(sources), "options": options.to_dict()}
     previous = _read_json(state / BUILD_FILE)
+    finished = finished_manifest(dst)
+    recovered: list[ShardRecord] = []
     if overwrite:
-        clean_output(dst)
+        _report_kept(dst, clean_output(dst), warn)
     elif previous is not None and previous != identity:
         raise OptionsChangedError(
             f"holds a build with other {describe_difference(previous, identity)}; "
             "rerun with --overwrite to replace it, or choose another output folder",
             dst,
         )
-    elif previous is None and dst.exists() and any(p.name != STATE_DIR for p in dst.iterdir()):
+    elif previous is None and finished is not None:
+        # A finished build whose .shardgen was deleted (safe, as documented): the manifest says what it was.
+        recovered = _recognise_finished_build(dst, finished, sources, identity)
+    elif previous is None and any(p.name != STATE_DIR for p in dst.iterdir()):
         # (a state folder alone is a first build that stopped before recording its identity)
-        raise UsageError(
-            "output folder is not empty and holds no shardgen build; choose an empty folder or pass --overwrite",
-            dst,
-        )
+        raise UsageError("output folder is not empty and holds no shardgen build; choose an empty or new folder", dst)
     try:
         os.makedirs(state / "store", exist_ok=True)
         atomic.write_json(state / BUILD_FILE, identity)
+        journal = Journal(state / JOURNAL_FILE)
+        for record in recovered:
+            journal.append(record)
         remove_leftovers(dst)
     except OSError as error:
         raise output_error(error, state) from None
     return state
 
 
+def _report_kept(dst: Path, kept: list[str], warn: Callable[[str], None]) -> None:
+    """Say which files --overwrite left; refuse if one of them has a name this build would write."""
+    clashes = [name for name in kept if _OUR_NAMES.fullmatch(name)]
+    if clashes:
+        raise UsageError(
+            f"holds {clashes[0]}, a name this build writes, but no record says shardgen wrote it; "
+            "move it away or choose another output folder",
+            dst,
+        )
+    if kept:
+        names = ", ".join(kept[:5]) + (", ..." if len(kept) > 5 else "")
+        warn(f"--overwrite kept {len(kept)} file(s) in {dst} that no record says shardgen wrote: {names}")
+
+
+def finished_manifest(dst: Path) -> dict | None:
+    """The manifest of a finished shardgen build in ``dst``, or None (none, unreadable, or not ours)."""
+    found = _read_json(dst / manifest.MANIFEST)
+    if not isinstance(found, dict) or "shardgen_version" not in found:
+        return None
+    splits, sources = found.get("splits"), found.get("sources")
+    if not isinstance(splits, dict) or not isinstance(sources, list) or not isinstance(found.get("options"), dict):
+        return None
+    return found
+
+
+def _recognise_finished_build(
+    dst: Path, finished: dict, sources: list[SourceFile], identity: dict
+) -> list[ShardRecord]:
+    """Refuse unless ``finished`` was built from the same inputs and options; return its shards.
+
+    Without ``build.json``, inputs are known by name and by being no newer than the manifest (as
+    make decides); the returned records are only candidates, checked by size and sha256 before reuse.
+    """
+    built_ns = (dst / manifest.MANIFEST).stat().st_mtime_ns
+    skipped = finished.get("skipped_files")
+    names = [*finished["sources"], *(item.get("source") for item in skipped or () if isinstance(item, dict))]
+    then = {"inputs": sorted(({"file": name} for name in names), key=str), "options": finished["options"]}
+    now_inputs = [
+        {"file": item["file"], **({"modified": True} if item["mtime_ns"] > built_ns else {})}
+        for item in identity["inputs"]
+    ]
+    now = {"inputs": sorted(now_inputs, key=str), "options": identity["options"]}
+    if then != now:
+        raise OptionsChangedError(
+            f"holds a finished build with other {describe_difference(then, now)}; "
+            "rerun with --overwrite to replace it, or choose another output folder",
+            dst,
+        )
+    return _manifest_shards(dst, finished)
+
+
+def _manifest_shards(dst: Path, finished: dict) -> list[ShardRecord]:
+    """The shards a manifest lists, with the md5 their split's wids index records."""
+    records = []
+    for split, entry in finished["splits"].items():
+        index = _read_json(dst / f"{split}.wids.json")
+        try:
+            md5 = {item["url"]: item["md5sum"] for item in index["shardlist"]}
+            for shard in entry["shards"]:
+                name = shard["file"]
+                records.append(ShardRecord(name, shard["count"], shard["bytes"], shard["sha256"], md5[name]))
+        except (KeyError, TypeError):
+            continue  # an index or entry that does not say enough: its shards are rendered again
+    return records
+
+
+def record_outputs(state: Path, names: Iterable[str]) -> None:
+    """Add ``names`` (files in DST) to what this build says it writes; call before writing them."""
+    atomic.write_json(state / OUTPUTS_FILE, sorted(set(_recorded_outputs(state)) | set(names)))
+
+
+def _recorded_outputs(state: Path) -> list[str]:
+    recorded = _read_json(state / OUTPUTS_FILE)
+    return [name for name in recorded if isinstance(name, str)] if isinstance(recorded, list) else []
+
+
+def owned_files(dst: Path) -> set[str]:
+    """Every file in ``dst`` that this folder's shardgen records (outputs, journal, manifest) name."""
+    state = dst / STATE_DIR
+    names = set(_recorded_outputs(state)) | set(Journal(state / JOURNAL_FILE).load())
+    finished = finished_manifest(dst)
+    if finished is not None:
+        names.add(manifest.MANIFEST)
+        names.update(f"{split}.wids.json" for split in finished["splits"])
+        names.update(record.file for record in _manifest_shards(dst, finished))
+        names.update(name for name in finished.get("files", []) if isinstance(name, str))
+    # Records are data: a name that is not a plain file name in DST is never ours to delete.
+    return {name for name in names if name not in ("", ".", "..", STATE_DIR) and Path(name).name == name}
+
+
+def _is_leftover(name: str, owned: set[str]) -> bool:
+    """A partial shard or temp file of a file shardgen writes: only an interrupted build leaves these."""
+    if name.endswith(PARTIAL_SUFFIX):
+        base = name[: -len(PARTIAL_SUFFIX)]
+    elif name.startswith(".") and name.endswith(".tmp"):
+        base = name[1 : -len(".tmp")]
+    else:
+        return False
+    return base in owned or bool(_OUR_NAMES.fullmatch(base))
+
+
 def remove_leftovers(dst: Path) -> None:
-    """Delete what an interrupted build may leave: ``*.tar.partial``, ``.NAME.tmp`` and fragment files.
+    """Delete what an interrupted build may leave: partial shards, temp files and fragment files.
 
     Only names shardgen itself writes are touched; a resumed build rewrites what they stood for.
     """
     state = dst / STATE_DIR
     shutil.rmtree(state / PARTS_DIR, ignore_errors=True)
-    for path in dst.glob("*.tar" + PARTIAL_SUFFIX):
-        path.unlink()
-    for folder in (dst, state, state / "store", *(state / "store" / split for split in SPLITS)):
+    owned = set(_recorded_outputs(state))
+    for path in dst.iterdir():
+        if _is_leftover(path.name, owned) and path.is_file():
+            path.unlink(missing_ok=True)
+    for folder in (state, state / "store", *(state / "store" / split for split in SPLITS)):
         for path in folder.glob(".*.tmp"):
-            path.unlink()
+            path.unlink(missing_ok=True)
 
 
-def _read_json(path: Path) -> dict | None:
+def _read_json(path: Path):
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
@@ -113,13 +301,28 @@ def _flatten(options: dict, prefix: str = "") -> dict:
     return flat
 
 
-def clean_output(dst: Path) -> None:
-    """Remove what a shardgen build writes in ``dst`` (shards, indexes, state), nothing else."""
-    if not dst.is_dir():
-        return
-    for path in dst.iterdir():
+def clean_output(dst: Path) -> list[str]:
+    """Remove what this folder's shardgen records say a build wrote in ``dst`` (shards, indexes,
+    manifest, their partial and temp files, the state folder); return the names of what is left."""
+    owned = owned_files(dst)
+    kept = []
+    for path in sorted(dst.iterdir()):
         name = path.name
         if name == STATE_DIR:
+            _empty_state(path)
+        elif (name in owned or _is_leftover(name, owned)) and path.is_file():
+            path.unlink()
+        else:
+            kept.append(name)
+    return kept
+
+
+def _empty_state(state: Path) -> None:
+    """Remove the state folder's contents but the running build's owner note (see :func:`locked`)."""
+    for path in state.iterdir():
+        if path.name == OWNER_FILE:
+            continue
+        if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
-        elif name.endswith((".tar", ".tar" + PARTIAL_SUFFIX, ".wids.json")) or name == manifest.MANIFEST:
+        else:
             path.unlink()

@@ -25,8 +25,8 @@ from pathlib import Path
 from . import atomic, faults, manifest
 from .errors import InputError, Interrupted, OutputError, UsageError, WorkerError
 from .executor import StopOnSignals, new_pool, stop_pool, submit_task
-from .fragments import PARTIAL_SUFFIX, PARTS_DIR, fragment_path, partial_path, seal_shard
-from .output import fingerprint, prepare_output
+from .fragments import PARTS_DIR, fragment_path, partial_path, seal_shard
+from .output import JOURNAL_FILE, fingerprint, locked, prepare_output, record_outputs, remove_leftovers
 from .plan import Shard, SplitPlan, plan_path, plan_split
 from .read import SPLITS, SourceFile, discover
 from .render import RenderOptions
@@ -141,8 +141,8 @@ def build(
     reporter = reporter or Reporter()
     src, dst = Path(src), Path(dst)
     sources = discover(src)
-    with StopOnSignals() as signals:
-        state = prepare_output(dst, sources, options, overwrite)
+    with StopOnSignals() as signals, locked(dst):
+        state = prepare_output(dst, sources, options, overwrite, reporter.warn)
         started = time.perf_counter()
         tally = _Tally()
         attempts = 1 if executor is not None else 2
@@ -169,10 +169,8 @@ def build(
                 if failed:
                     # Cancelled file operations finish in threads after their coroutine gave up;
                     # the loop has joined those threads now, so no partial shard can reappear.
-                    for partial in dst.glob("*.tar" + PARTIAL_SUFFIX):
-                        with contextlib.suppress(OSError):
-                            partial.unlink()
-                    shutil.rmtree(state / PARTS_DIR, ignore_errors=True)
+                    with contextlib.suppress(OSError):
+                        remove_leftovers(dst)
     result.seconds = time.perf_counter() - started
     return result
 
@@ -222,10 +220,12 @@ async def _build(sources, dst, state, options, executor, inflight, chunk_size, r
         atomic.write_json(state / LAYOUT_FILE, layout)
         for split, plan in plans.items():
             atomic.write_npy(plan_path(state, split), plan.order)
+        shards = [shard.name for plan in plans.values() for shard in plan.shards]
+        record_outputs(state, [*shards, *(f"{split}.wids.json" for split in splits), manifest.MANIFEST])
     except OSError as error:
         raise output_error(error, state) from None
 
-    journal = Journal(state / "journal.jsonl")
+    journal = Journal(state / JOURNAL_FILE)
     done = _reusable_shards(dst, plans, journal)
     reused = sum(name not in tally.sealed for name in done)
     todo = [shard for plan in plans.values() for shard in plan.shards if shard.name not in done]
@@ -271,7 +271,11 @@ def splits_present(kept: list[tuple[SourceFile, ClassRecord]], options: BuildOpt
         missing = [split for split in options.splits if split not in present]
         if missing:
             raise UsageError(f"no input holds the split(s) {', '.join(missing)}; present: {', '.join(present)}")
-        return [split for split in SPLITS if split in options.splits]
+        present = [split for split in SPLITS if split in options.splits]
+    if not any(record.counts.get(split, 0) for split in present for _, record in kept):
+        invalid = sum(len(record.skipped) for _, record in kept)
+        held = f"only invalid sketches ({invalid} skipped)" if invalid else "no sketches"
+        raise InputError(f"the inputs hold {held}; nothing to build")
     return present
 
 
