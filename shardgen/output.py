@@ -22,7 +22,7 @@ import shutil
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import atomic, manifest
 from .errors import OptionsChangedError, OutputLockedError, UsageError
@@ -237,7 +237,9 @@ def owned_files(dst: Path) -> set[str]:
         names.add(manifest.MANIFEST)
         names.update(f"{split}.wids.json" for split in finished["splits"])
         names.update(record.file for record in _manifest_shards(dst, finished))
-        names.update(name for name in finished.get("files", []) if isinstance(name, str))
+        files = finished.get("files")
+        if isinstance(files, list):
+            names.update(name for name in files if isinstance(name, str))
     # Records are data: a name that is not a plain file name in DST is never ours to delete.
     return {name for name in names if name not in ("", ".", "..", STATE_DIR) and Path(name).name == name}
 
@@ -269,7 +271,7 @@ def remove_leftovers(dst: Path) -> None:
             path.unlink(missing_ok=True)
 
 
-def _read_json(path: Path):
+def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
