@@ -124,7 +124,7 @@ def test_a_killed_holder_leaves_no_lock(tmp_path):
 def test_second_build_into_the_same_folder_is_refused_naming_the_first(sample_src, tmp_path):
     """Two concurrent builds into one DST: the second exits 2 at once with one line naming the first's pid."""
     dst = tmp_path / "out"
-    first = start_cli("build", sample_src, dst, *BUILD_ARGS, env={"SHARDGEN_FAULT": "sleep-per-chunk:0.3"})
+    first = start_cli("build", sample_src, dst, *BUILD_ARGS, env={"SHARDGEN_FAULT": "sleep-per-chunk:1"})
     try:
         wait_for((dst / ".shardgen" / "owner.json").exists, first)
         second = run_cli("build", sample_src, dst, *BUILD_ARGS)
