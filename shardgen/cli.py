@@ -135,7 +135,12 @@ def build(
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace a build in DST made with other inputs or options.", show_default="off"
     ),
-    chunk_size: int = typer.Option(256, "--chunk-size", help="Samples per worker task (does not change the output)."),
+    chunk_size: Optional[int] = typer.Option(
+        None,
+        "--chunk-size",
+        help="Samples per worker task (does not change the output).",
+        show_default="256-4096, about 8 tasks a worker",
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar on stderr."),
     dry_run: bool = typer.Option(
         False,
