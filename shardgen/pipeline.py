@@ -197,7 +197,8 @@ def fingerprint(sources: list[SourceFile]) -> list[dict]:
     """Identify the inputs cheaply (name, size, mtime), as make and rsync do."""
     out = []
     for source in sources:
-        stat = source.path.stat()
+        # lstat for a dangling symlink: reading it fails later with an error naming it
+        stat = source.path.stat() if source.path.exists() else source.path.lstat()
         out.append({"file": source.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns})
     return out
 

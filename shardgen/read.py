@@ -42,13 +42,17 @@ def category_name(path: Path) -> str:
 
 
 def discover(src: Path) -> list[SourceFile]:
-    """All ``*.npz`` files directly in ``src``, sorted by category; one category per file."""
+    """All ``*.npz`` files directly in ``src``, sorted by category; one category per file.
+
+    Entries that are not regular files (a dangling symlink, a FIFO, a folder) are kept: reading
+    them fails with an error naming them, so a category is never dropped without a word.
+    """
     src = Path(src)
     if not src.exists():
         raise UsageError("input folder does not exist", src)
     if not src.is_dir():
         raise UsageError("input must be a folder of .npz files, not a file", src)
-    files = sorted(p for p in src.glob("*.npz") if p.is_file())
+    files = sorted(src.glob("*.npz"))
     if not files:
         raise UsageError(
             "no .npz files found in the input folder; point SRC at the folder holding the sketch-rnn "
