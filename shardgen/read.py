@@ -59,6 +59,13 @@ def discover(src: Path) -> list[SourceFile]:
             "files, or write sample ones with `shardgen sample DIR`",
             src,
         )
+    for path in files:
+        if not category_name(path):
+            raise UsageError(
+                f"{path.name} gives no category name (what is left without sketchrnn_, .full and .npz "
+                "is empty); rename it after its category, e.g. cat.npz",
+                src,
+            )
     sources = sorted((SourceFile(p, category_name(p)) for p in files), key=lambda s: s.category)
     seen: dict[str, Path] = {}
     for source in sources:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 from pathlib import Path
 
@@ -148,3 +149,12 @@ def test_build_lists_inputs_that_are_not_regular_files_as_skipped(tmp_path):
     assert result.returncode == 0, result.stderr
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert sorted(item["source"] for item in manifest["skipped_files"]) == [f"odd{n}.npz" for n in range(4)]
+
+
+@pytest.mark.parametrize("name", [".full.npz", "sketchrnn_.npz", "sketchrnn_.full.npz"])
+def test_file_name_without_a_category_is_refused(tmp_path, name):
+    """A file whose name leaves an empty category (``.full.npz``) is a usage error naming it."""
+    (tmp_path / name).write_bytes(b"")
+    (tmp_path / "cat.npz").write_bytes(b"")
+    with pytest.raises(UsageError, match=rf"{re.escape(name)}.*no category name"):
+        discover(tmp_path)
