@@ -85,6 +85,8 @@ def sample(
         paths = write_samples(dst, categories=categories, per_split=per_split, seed=seed)
     except ValueError as error:
         raise UsageError(str(error)) from None
+    except OSError as error:
+        raise UsageError(f"cannot write: {error.strerror or error}", error.filename or dst) from None
     typer.echo(f"wrote {len(paths)} categories x 3 splits x {per_split} sketches to {dst}")
 
 

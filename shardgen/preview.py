@@ -17,8 +17,8 @@ import cv2
 import numpy as np
 
 from . import atomic
+from .dataset import load_manifest
 from .errors import UsageError
-from .manifest import MANIFEST, read_manifest
 from .write import output_error
 
 LABEL_HEIGHT = 14  # pixels under each cell for its category name
@@ -106,9 +106,7 @@ def preview(dst: Path, output: Path, split: str = "train", count: int = 64, cell
         raise UsageError(f"count must be at least 1, got {count}")
     if not 16 <= cell <= 1024:
         raise UsageError(f"cell must be between 16 and 1024 pixels, got {cell}")
-    if not (dst / MANIFEST).is_file():
-        raise UsageError(f"no {MANIFEST}: not a finished shardgen build (run shardgen build first)", dst)
-    manifest = read_manifest(dst)
+    manifest = load_manifest(dst)
     if split not in manifest["splits"]:
         raise UsageError(f"the build has no split {split!r}; it has {', '.join(manifest['splits'])}", dst)
     samples = pick_samples(dst, manifest, split, count)

@@ -291,7 +291,11 @@ def _verify_wids(dst: Path, split: str, info: dict, checks: dict[str, _ShardChec
     except ValueError as error:
         result.add(name, f"not valid JSON ({error})")
         return
-    listed = [(s.get("url"), s.get("nsamples"), s.get("filesize")) for s in index.get("shardlist", [])]
+    shardlist = index.get("shardlist", []) if isinstance(index, dict) else None
+    if not isinstance(shardlist, list) or not all(isinstance(s, dict) for s in shardlist):
+        result.add(name, "not a wids shard index (an object with a list of shards)")
+        return
+    listed = [(s.get("url"), s.get("nsamples"), s.get("filesize")) for s in shardlist]
     expected = [(s["file"], s["count"], s["bytes"]) for s in info["shards"]]
     if listed != expected:
         result.add(name, "its shard list disagrees with the manifest")

@@ -111,3 +111,53 @@ def test_on_error_skip_skips_bad_files_and_lists_them(tmp_path):
     assert all(reasons[s["source"]] in s["reason"] for s in skipped)
     assert json.loads((out / "manifest.json").read_text())["splits"]["train"]["count"] == 4
     assert not marker.exists()
+
+
+def _damage(dst: Path, how: str) -> Path:
+    """Damage a copy of a build the way a careless user or a bad copy would; returns what to pass as DST."""
+    manifest_path = dst / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    if how == "manifest is a list":
+        manifest_path.write_text(json.dumps([manifest]))
+    elif how == "shard without sha256":
+        del manifest["splits"]["train"]["shards"][0]["sha256"]
+        manifest_path.write_text(json.dumps(manifest))
+    elif how == "classes not a list":
+        manifest["classes"] = "circle"
+        manifest_path.write_text(json.dumps(manifest))
+    elif how == "dst is a file":
+        return manifest_path
+    return dst
+
+
+@pytest.fixture
+def build_copy(small_build, tmp_path) -> Path:
+    """A private copy of the small build (without its state) that a test may damage."""
+    import shutil
+
+    dst = tmp_path / "build"
+    shutil.copytree(small_build, dst, ignore=shutil.ignore_patterns(".shardgen"))
+    return dst
+
+
+@pytest.mark.parametrize("command", ["verify", "info", "preview"])
+@pytest.mark.parametrize("how", ["manifest is a list", "shard without sha256", "classes not a list", "dst is a file"])
+def test_damaged_manifest_or_dst_is_a_one_line_error(build_copy, tmp_path, command, how):
+    """A manifest of the wrong shape, or DST that is a file, is one line and exit 2 in verify, info and preview."""
+    dst = _damage(build_copy, how)
+    extra = ["-o", str(tmp_path / "sheet.png")] if command == "preview" else []
+    assert_user_error(run_cli(command, dst, *extra), str(dst))
+
+
+def test_wids_index_that_is_a_list_is_a_verify_finding(build_copy):
+    """A wids index holding a JSON list is reported as a problem naming it (exit 1, no traceback)."""
+    (build_copy / "train.wids.json").write_text("[]")
+    result = run_cli("verify", build_copy)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "train.wids.json: not a wids shard index" in result.stdout
+
+
+def test_sample_into_a_folder_that_cannot_be_written_is_a_one_line_error(tmp_path):
+    """sample into a folder it cannot create or write (here: under a file) is one line and exit 2."""
+    (tmp_path / "file").write_text("x")
+    assert_user_error(run_cli("sample", tmp_path / "file" / "npz"), "cannot write")
