@@ -26,7 +26,7 @@ from .errors import InputError, Interrupted, OptionsChangedError, UsageError, Wo
 from .executor import StopOnSignals, new_pool, stop_pool, submit_task
 from .plan import Shard, SplitPlan, plan_path, plan_split
 from .read import SPLITS, SourceFile, discover
-from .render import RenderOptions
+from .render import RenderOptions, dot_radius, opencv_thickness
 from .store import ClassRecord, IngestTask, ingest
 from .worker import LAYOUT_FILE, ChunkTask, render_chunk
 from .write import PARTIAL_SUFFIX, Journal, ShardFile, ShardRecord, file_digest, file_digests, output_error
@@ -215,7 +215,7 @@ def prepare_output(dst: Path, sources: list[SourceFile], options: BuildOptions, 
     previous = _read_json(state / BUILD_FILE)
     if overwrite:
         clean_output(dst)
-    elif previous is not None and previous != identity:
+    elif previous is not None and comparable_identity(previous) != comparable_identity(identity):
         raise OptionsChangedError(
             f"holds a build with other {describe_difference(previous, identity)}; "
             "rerun with --overwrite to replace it, or choose another output folder",
@@ -234,6 +234,24 @@ def prepare_output(dst: Path, sources: list[SourceFile], options: BuildOptions, 
     except OSError as error:
         raise output_error(error, state) from None
     return state
+
+
+def comparable_identity(identity: dict) -> dict:
+    """``identity`` with options that draw the same output spelled one way, for comparison only:
+    splits in their canonical order, the line width as what OpenCV is given (the thickness, and
+    the dot radius in fixed point, which the width sets on its own)."""
+    options = identity.get("options") if isinstance(identity, dict) else None
+    if not isinstance(options, dict):
+        return identity
+    options = dict(options)
+    if isinstance(options.get("splits"), list):
+        options["splits"] = sorted(options["splits"], key=lambda s: SPLITS.index(s) if s in SPLITS else len(SPLITS))
+    render = options.get("render")
+    if isinstance(render, dict) and isinstance(render.get("line_width"), (int, float)):
+        width, antialias = render["line_width"], bool(render.get("antialias", True))
+        drawn = (opencv_thickness(width, antialias), dot_radius(width))
+        options["render"] = {**render, "line_width": drawn}
+    return {**identity, "options": options}
 
 
 def remove_leftovers(dst: Path) -> None:
