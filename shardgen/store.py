@@ -85,7 +85,7 @@ def _release_heap() -> None:
 
 def _ingest(task: IngestTask) -> ClassRecord:
     existing = load_record(task.store_dir, task.class_index)
-    if existing is not None and existing.fingerprint == task.fingerprint:
+    if existing is not None and existing.fingerprint == task.fingerprint and _store_intact(task, existing):
         return existing
     path = task.source.path
     adapter = ADAPTERS.get(path.suffix)
@@ -129,6 +129,39 @@ def _ingest(task: IngestTask) -> ClassRecord:
         faults.point("ingest")  # arrays on disk, record not: the worst moment to die
     atomic.write_json(record_path(task.store_dir, task.class_index), record.__dict__)
     return record
+
+
+def _store_intact(task: IngestTask, record: ClassRecord) -> bool:
+    """Whether the class's packed arrays are all there and as long as their headers say.
+
+    A store file cut short (a full disk, a copy interrupted, a user) is re-packed, not rendered from.
+    """
+    for split, count in record.counts.items():
+        offsets = _npy_shape(array_path(task.store_dir, split, task.class_index, "offsets"))
+        index = _npy_shape(array_path(task.store_dir, split, task.class_index, "index"))
+        strokes = _npy_shape(array_path(task.store_dir, split, task.class_index, "strokes"))
+        if offsets != (count + 1,) or index != (count,) or strokes is None:
+            return False
+    return True
+
+
+def _npy_shape(path: Path) -> tuple[int, ...] | None:
+    """The shape in the header of a ``.npy`` store file, or ``None`` if the file is missing or short."""
+    try:
+        with open(path, "rb") as f:
+            shape, _, dtype = _read_header(f)
+            complete = os.fstat(f.fileno()).st_size == f.tell() + int(np.prod(shape)) * dtype.itemsize
+    except (OSError, ValueError):
+        return None
+    return tuple(shape) if complete else None
+
+
+def _read_header(f) -> tuple:
+    """``(shape, fortran_order, dtype)`` of the ``.npy`` file open as ``f``, which is left at its data."""
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(f)
+    return np.lib.format.read_array_header_2_0(f)
 
 
 def _screen(sketches) -> np.ndarray | None:
@@ -188,11 +221,7 @@ class StoreReader:
         # np.load(mmap_mode="r") hands out np.memmap, whose slices cost microseconds each and whose
         # mapping cannot be released; a plain ndarray over our own mmap has neither problem.
         with open(path, "rb") as f:
-            version = np.lib.format.read_magic(f)
-            if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-            else:
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            shape, fortran, dtype = _read_header(f)
             offset = f.tell()
             count = int(np.prod(shape))
             if count == 0:

@@ -130,3 +130,16 @@ def test_line_widths_compare_by_what_they_draw(width, same):
         return {"inputs": [], "options": options.to_dict()}
 
     assert (comparable_identity(identity(6.4)) == comparable_identity(identity(width))) is same
+
+
+@pytest.mark.parametrize("name, size", [("strokes", 100), ("offsets", 200)], ids=["in-header", "in-data"])
+def test_truncated_store_file_is_repacked_on_resume(sample_src, reference_build, tmp_path, name, size):
+    """A store file cut short before a rerun is detected and re-packed; the resumed build is byte-identical."""
+    dst = tmp_path / "out"
+    assert run_cli("build", sample_src, dst, *BUILD_ARGS).returncode == 0
+    with open(dst / ".shardgen" / "store" / "train" / f"00001.{name}.npy", "r+b") as store_file:
+        store_file.truncate(size)
+    (dst / "train-000000.tar").unlink()
+    rerun = run_cli("build", sample_src, dst, *BUILD_ARGS)
+    assert rerun.returncode == 0 and "Traceback" not in rerun.stderr, rerun.stderr
+    assert shard_bytes(dst) == shard_bytes(reference_build)
