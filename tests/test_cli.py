@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.helpers import Payload, object_array, run_cli, write_npz
+from tests.helpers import Payload, object_array, run_cli, write_npz, write_raw_npz
 
 
 def assert_user_error(result, *fragments: str) -> None:
@@ -61,6 +62,16 @@ def test_bad_option_value_is_a_one_line_error(sample_src, tmp_path):
     assert_user_error(run_cli("build", sample_src, tmp_path / "o", "--size", "3"), "size")
 
 
+def _spoil_deflate_stream(path: Path) -> None:
+    """Overwrite the start of the first member's deflate stream with bytes zlib cannot decode."""
+    with zipfile.ZipFile(path) as archive:
+        info = archive.infolist()[0]
+    data = bytearray(path.read_bytes())
+    start = info.header_offset + 30 + len(info.filename) + int.from_bytes(data[info.header_offset + 28 :][:2], "little")
+    data[start : start + 8] = b"\xff" * 8
+    path.write_bytes(bytes(data))
+
+
 def _bad_files(folder: Path, marker: Path) -> dict[str, str]:
     """Write one bad .npz of each kind into ``folder``; return file name -> expected reason."""
     sketch = np.array([[0, 0, 0], [5, 5, 1]], np.int16)
@@ -70,8 +81,15 @@ def _bad_files(folder: Path, marker: Path) -> dict[str, str]:
     write_npz(folder / "nokeys.npz", strokes=object_array([sketch]))
     write_npz(folder / "strings.npz", train=object_array(["a", "b"]))
     write_npz(folder / "evil.npz", train=object_array([sketch, Payload(marker)]))
+    np.savez_compressed(folder / "deflate.npz", train=object_array([sketch] * 3))
+    _spoil_deflate_stream(folder / "deflate.npz")
+    header = "{'descr': '<i2', 'fortran_order': False, 'shape': (1000000000000, 3), }"
+    npy = b"\x93NUMPY\x01\x00" + len(header + "\n").to_bytes(2, "little") + header.encode() + b"\n" + bytes(60)
+    write_raw_npz(folder / "huge.npz", {"train": npy})
     (folder / "good.npz").unlink()
     return {
+        "deflate.npz": "train: cannot read .npz: Error -3 while decompressing",
+        "huge.npz": "train: header declares shape (1000000000000, 3)",
         "truncated.npz": "not a valid .npz",
         "notzip.npz": "not a valid .npz",
         "nokeys.npz": "has none of the keys train, valid, test",
@@ -80,7 +98,9 @@ def _bad_files(folder: Path, marker: Path) -> dict[str, str]:
     }
 
 
-@pytest.mark.parametrize("name", ["truncated.npz", "notzip.npz", "nokeys.npz", "strings.npz", "evil.npz"])
+@pytest.mark.parametrize(
+    "name", ["truncated.npz", "notzip.npz", "nokeys.npz", "strings.npz", "evil.npz", "deflate.npz", "huge.npz"]
+)
 def test_each_kind_of_bad_file_is_one_line_naming_it(tmp_path, name):
     """Truncated, not a zip, wrong keys, non-array objects, foreign pickle: exit 2, one line, file and reason."""
     bad, marker = tmp_path / "bad", tmp_path / "payload-ran"
@@ -103,7 +123,7 @@ def test_on_error_skip_skips_bad_files_and_lists_them(tmp_path):
     out = tmp_path / "out"
     result = run_cli("build", src, out, "--procs", "1", "--size", "32", "--on-error", "skip", "--no-progress")
     assert result.returncode == 0, result.stderr
-    assert "Traceback" not in result.stderr and "skipped 5" in result.stdout
+    assert "Traceback" not in result.stderr and "skipped 7" in result.stdout
     for name in reasons:
         assert f"skipped {src / name}" in result.stderr.replace("\n", "")
     skipped = json.loads((out / "manifest.json").read_text())["skipped_files"]
