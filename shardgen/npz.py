@@ -12,6 +12,7 @@ size, a header's shape against the member's size, an array's shape against its p
 from __future__ import annotations
 
 import _codecs
+import functools
 import io
 import math
 import os
@@ -128,16 +129,11 @@ class _FromBuffer(_Global):
     name = "numpy _frombuffer"
 
     def __call__(self, *args: Any) -> Any:
-        if not (
-            len(args) == 4
-            and type(args[0]) in (bytes, bytearray)
-            and isinstance(args[1], np.dtype)
-            and not args[1].hasobject
-            and type(args[3]) is str
-            and args[3] in ("C", "F")
-        ):
+        if not (len(args) == 4 and type(args[0]) in (bytes, bytearray) and type(args[3]) is str):
             self.refuse(args)
-        data, dtype, shape, order = args
+        data, dtype, shape, order = args[0], _plain_dtype(args[1]), args[2], args[3]
+        if dtype.hasobject or order not in ("C", "F"):
+            self.refuse(args)
         _check_array_data(shape, dtype, data)
         return _numeric._frombuffer(data, dtype, shape, order)
 
@@ -161,22 +157,47 @@ class _CheckedArray(np.ndarray):
         # numpy 1.x and 2.x write (version 1, shape, dtype, is_fortran, data), from Python 2 or 3.
         if not (type(state) is tuple and len(state) == 5 and state[0] == 1 and type(state[3]) is bool):
             raise UnsafePickleError("pickle sets an array state numpy never writes")
-        _check_array_data(state[1], state[2], state[4])
-        super().__setstate__(state)
+        version, shape, dtype, fortran, data = state
+        dtype = _plain_dtype(dtype)
+        _check_array_data(shape, dtype, data)
+        super().__setstate__((version, shape, dtype, fortran, data))
 
 
-def _check_array_data(shape: Any, dtype: Any, data: Any) -> None:
+# The kinds of dtype an array inside the pickle may have: numbers, strings and objects.
+PLAIN_KINDS = "biufcSUO"
+
+
+def _plain_dtype(dtype: Any) -> np.dtype:
+    """A fresh dtype of the same name as ``dtype``, which must be a plain number, string or object.
+
+    A dtype's pickled state can give it fields, a subarray or flags that no longer match its item
+    size (reads past the data, bytes taken as object pointers), so no array keeps the unpickled one.
+    """
+    if not isinstance(dtype, np.dtype):
+        raise UnsafePickleError(f"pickled array has a {type(dtype).__name__} as dtype, not a numpy dtype")
+    if dtype.names is not None or dtype.subdtype is not None or dtype.kind not in PLAIN_KINDS:
+        raise UnsafePickleError(
+            f"pickled array has a structured or unusual dtype ({dtype.str}); "
+            "only plain numeric and object arrays are allowed"
+        )
+    return _fresh_dtype(dtype.str)
+
+
+@functools.lru_cache(maxsize=64)
+def _fresh_dtype(descr: str) -> np.dtype:
+    return np.dtype(descr)
+
+
+def _check_array_data(shape: Any, dtype: np.dtype, data: Any) -> None:
     """Refuse an array whose shape claims more than its pickled data holds, before allocating it."""
     if not (type(shape) is tuple and all(type(n) is int and n >= 0 for n in shape)):
         raise InputError(f"pickled array has shape {shape!r}, not a tuple of sizes")
-    if not isinstance(dtype, np.dtype):
-        raise UnsafePickleError(f"pickled array has dtype {type(dtype).__name__}, not a numpy dtype")
-    count = math.prod(shape)
-    if dtype.hasobject:
-        held, expected = (len(data), count) if type(data) is list else (None, count)
-    else:
-        held, expected = (len(data), count * dtype.itemsize) if type(data) in (bytes, bytearray, str) else (None, 0)
-    if held != expected:
+    # numpy pickles an object array's items as a list, any other array's as bytes (str from Python 2).
+    kinds = (list,) if dtype.hasobject else (bytes, bytearray, str)
+    if type(data) not in kinds:
+        raise UnsafePickleError(f"pickled {dtype} array holds a {type(data).__name__}, which numpy never writes")
+    expected = math.prod(shape) * (1 if dtype.hasobject else dtype.itemsize)
+    if len(data) != expected:
         raise InputError(f"pickled array of shape {shape} and dtype {dtype} does not match its data")
 
 

@@ -138,6 +138,31 @@ def test_array_state_larger_than_its_data_is_refused(tmp_path, element):
         read_npz(path)
 
 
+def _dtype_with_state(descr: str, state: tuple) -> _Reduces:
+    return _Reduces(np.dtype, (descr, False, True), state)
+
+
+DTYPE_STATES = {
+    # an int16 that claims to be 1000 int64s: every element read runs far past the data
+    "subarray": ("i2", (3, "<", (np.dtype("i8"), (1000,)), None, None, -1, -1, 0), b"\x00" * 4),
+    # a field at offset 100000 of a 4-byte item
+    "field past the item": ("V4", (3, "|", None, ("a",), {"a": (np.dtype("i8"), 100000)}, 4, 1, 16), b"\x00" * 8),
+    # an object dtype without its object flags takes raw bytes as object pointers
+    "object without its flags": ("O8", (3, "|", None, None, None, -1, -1, 0), b"\x00" * 16),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DTYPE_STATES))
+def test_dtype_state_that_changes_the_layout_is_refused(name):
+    """A dtype whose pickled state adds a subarray, a field past its size or drops its object flags is refused."""
+    descr, state, data = DTYPE_STATES[name]
+    element = _Reduces(
+        _reconstruct_function(), (np.ndarray, (0,), b"b"), (1, (2,), _dtype_with_state(descr, state), False, data)
+    )
+    with pytest.raises(UnsafePickleError):
+        read_npy(io.BytesIO(_npy_bytes(object_array([SKETCHES[0], element]), 2)))
+
+
 def _numeric_header(shape: tuple) -> bytes:
     header = io.BytesIO()
     np.lib.format.write_array_header_1_0(header, {"descr": "<i2", "fortran_order": False, "shape": shape})
