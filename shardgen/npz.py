@@ -190,13 +190,18 @@ def _fresh_dtype(descr: str) -> np.dtype:
 
 def _check_array_data(shape: Any, dtype: np.dtype, data: Any) -> None:
     """Refuse an array whose shape claims more than its pickled data holds, before allocating it."""
-    if not (type(shape) is tuple and all(type(n) is int and n >= 0 for n in shape)):
+    if type(shape) is not tuple:
         raise InputError(f"pickled array has shape {shape!r}, not a tuple of sizes")
+    count = 1
+    for size in shape:
+        if type(size) is not int or size < 0:
+            raise InputError(f"pickled array has shape {shape!r}, not a tuple of sizes")
+        count *= size
     # numpy pickles an object array's items as a list, any other array's as bytes (str from Python 2).
     kinds = (list,) if dtype.hasobject else (bytes, bytearray, str)
     if type(data) not in kinds:
         raise UnsafePickleError(f"pickled {dtype} array holds a {type(data).__name__}, which numpy never writes")
-    expected = math.prod(shape) * (1 if dtype.hasobject else dtype.itemsize)
+    expected = count * (1 if dtype.hasobject else dtype.itemsize)
     if len(data) != expected:
         raise InputError(f"pickled array of shape {shape} and dtype {dtype} does not match its data")
 
@@ -229,11 +234,10 @@ class NumpyOnlyUnpickler(pickle.Unpickler):
 def _plain(array: np.ndarray) -> np.ndarray:
     """The loaded array, and the arrays it holds, as plain ``ndarray`` rather than the checked subclass."""
     array = array.view(np.ndarray)
-    if array.dtype.hasobject:
+    if array.dtype.hasobject and array.size:
         flat = array.reshape(-1)
-        for index, item in enumerate(flat):
-            if isinstance(item, np.ndarray):
-                flat[index] = _plain(item)
+        items = (_plain(item) if type(item) is _CheckedArray else item for item in flat)
+        flat[...] = np.fromiter(items, dtype=object, count=flat.size)
     return array
 
 
