@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .dataset import load_manifest
+from .errors import InputError
 from .report import human_bytes
 
 # Skipped sketches listed one by one up to this many; the rest are summed up.
@@ -26,10 +27,16 @@ def class_counts(dst: Path, manifest: dict, split: str) -> list[int]:
         return list(info["class_counts"])
     counts: Counter = Counter()
     for shard in info["shards"]:
-        with tarfile.open(Path(dst) / shard["file"], mode="r|") as archive:
-            for member in archive:
-                if member.name.endswith(".cls"):
-                    counts[int(archive.extractfile(member).read())] += 1
+        try:
+            with tarfile.open(Path(dst) / shard["file"], mode="r|") as archive:
+                for member in archive:
+                    if member.name.endswith(".cls"):
+                        counts[int(archive.extractfile(member).read())] += 1
+        except (OSError, tarfile.TarError, ValueError, AttributeError) as error:
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise InputError(
+                f"cannot count the classes of {shard['file']} ({reason}); run shardgen verify", dst
+            ) from None
     return [counts.get(i, 0) for i in range(len(manifest["classes"]))]
 
 

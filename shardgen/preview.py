@@ -18,13 +18,15 @@ import numpy as np
 
 from . import atomic
 from .dataset import load_manifest
-from .errors import UsageError
+from .errors import InputError, UsageError
 from .write import output_error
 
 LABEL_HEIGHT = 14  # pixels under each cell for its category name
 GAP = 2  # pixels between cells
 BACKGROUND = (160, 160, 160)  # grey, so white and black (inverted) cells both stand out
 FONT = cv2.FONT_HERSHEY_SIMPLEX
+# What a missing, damaged or foreign shard raises while its samples are read.
+SHARD_ERRORS = (OSError, EOFError, tarfile.TarError, KeyError, ValueError, TypeError, AttributeError)
 # How the sheet is encoded, by the output's extension.
 ENCODERS = {".png": [cv2.IMWRITE_PNG_COMPRESSION, 9], ".jpg": [cv2.IMWRITE_JPEG_QUALITY, 95]}
 ENCODERS[".jpeg"] = ENCODERS[".jpg"]
@@ -62,16 +64,22 @@ def pick_samples(dst: Path, manifest: dict, split: str, count: int) -> list[tupl
     taken: dict[int, list[tuple[str, np.ndarray]]] = defaultdict(list)
     total = 0
     for shard in manifest["splits"][split]["shards"]:
-        for sample in _samples(Path(dst) / shard["file"]):
-            class_index = int(sample.pop("cls"))
-            if len(taken[class_index]) >= share:
-                continue
-            category = json.loads(sample.pop("json"))["category"]
-            ((ext, data),) = sample.items()
-            taken[class_index].append((category, decode(ext, data)))
-            total += 1
-            if total >= count:
-                break
+        try:
+            for sample in _samples(Path(dst) / shard["file"]):
+                class_index = int(sample.pop("cls"))
+                if len(taken[class_index]) >= share:
+                    continue
+                category = json.loads(sample.pop("json"))["category"]
+                ((ext, data),) = sample.items()
+                taken[class_index].append((category, decode(ext, data)))
+                total += 1
+                if total >= count:
+                    break
+        except SHARD_ERRORS as error:
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise InputError(
+                f"cannot read {shard['file']} ({reason}); shardgen verify tells what is wrong", dst
+            ) from None
         if total >= count:
             break
     return [item for class_index in sorted(taken) for item in taken[class_index]][:count]

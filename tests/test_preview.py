@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -141,3 +142,18 @@ def test_preview_refuses_an_unknown_output_extension(demo, tmp_path):
     result = run_cli("preview", demo, "-o", tmp_path / "sheet.txt", "--count", "4")
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "sheet.txt" in result.stderr and not (tmp_path / "sheet.txt").exists()
+
+
+@pytest.mark.parametrize("damage", ["deleted", "garbage", "truncated"])
+def test_preview_of_a_damaged_shard_is_a_one_line_error(demo, tmp_path, damage):
+    """A shard that is missing, not a tar, or cut short is one line naming it (exit 2), not a traceback."""
+    dst = tmp_path / "build"
+    shutil.copytree(demo, dst, ignore=shutil.ignore_patterns(".shardgen"))
+    shard = dst / "train-000000.tar"
+    if damage == "deleted":
+        shard.unlink()
+    else:
+        shard.write_bytes(b"garbage" * 2000 if damage == "garbage" else shard.read_bytes()[:5000])
+    result = run_cli("preview", dst, "-o", tmp_path / "sheet.png", "--count", "36")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "train-000000.tar" in result.stderr
