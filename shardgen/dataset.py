@@ -154,11 +154,15 @@ def check_manifest(manifest: Any, dst: str | Path) -> dict:
         raise malformed("'classes' is not a list of names")
     if not isinstance(manifest.get("splits"), dict):
         raise malformed("'splits' is not an object")
-    if not isinstance(manifest.get("options", {}), dict):
-        raise malformed("'options' is not an object")
+    options = manifest.get("options", {})
+    if not isinstance(options, dict) or not isinstance(options.get("render", {}), dict):
+        raise malformed("'options' or its 'render' is not an object")
     for split, info in manifest["splits"].items():
         if not (isinstance(info, dict) and isinstance(info.get("count"), int) and isinstance(info.get("shards"), list)):
             raise malformed(f"split {split!r} has no sample count or shard list")
+        counts = info.get("class_counts", [0] * len(manifest["classes"]))
+        if not isinstance(info.get("blank", 0), int) or not _ints(counts, len(manifest["classes"])):
+            raise malformed(f"split {split!r} has a blank count or class counts that are not numbers")
         for shard in info["shards"]:
             if not isinstance(shard, dict) or not all(isinstance(shard.get(k), t) for k, t in SHARD_FIELDS.items()):
                 raise malformed(f"a shard of split {split!r} lacks one of {', '.join(SHARD_FIELDS)}")
@@ -167,6 +171,10 @@ def check_manifest(manifest: Any, dst: str | Path) -> dict:
         if not isinstance(items, list) or not all(isinstance(i, dict) and "source" in i for i in items):
             raise malformed(f"{key!r} is not a list of skipped inputs")
     return manifest
+
+
+def _ints(values: Any, length: int) -> bool:
+    return isinstance(values, list) and len(values) == length and all(isinstance(v, int) for v in values)
 
 
 def _json_type(value: Any) -> str:

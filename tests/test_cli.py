@@ -145,6 +145,12 @@ def _damage(dst: Path, how: str) -> Path:
     elif how == "classes not a list":
         manifest["classes"] = "circle"
         manifest_path.write_text(json.dumps(manifest))
+    elif how == "class counts not numbers":
+        manifest["splits"]["valid"]["class_counts"] = "many"
+        manifest_path.write_text(json.dumps(manifest))
+    elif how == "render options not an object":
+        manifest["options"]["render"] = [32]
+        manifest_path.write_text(json.dumps(manifest))
     elif how == "dst is a file":
         return manifest_path
     return dst
@@ -161,7 +167,17 @@ def build_copy(small_build, tmp_path) -> Path:
 
 
 @pytest.mark.parametrize("command", ["verify", "info", "preview"])
-@pytest.mark.parametrize("how", ["manifest is a list", "shard without sha256", "classes not a list", "dst is a file"])
+@pytest.mark.parametrize(
+    "how",
+    [
+        "manifest is a list",
+        "shard without sha256",
+        "classes not a list",
+        "class counts not numbers",
+        "render options not an object",
+        "dst is a file",
+    ],
+)
 def test_damaged_manifest_or_dst_is_a_one_line_error(build_copy, tmp_path, command, how):
     """A manifest of the wrong shape, or DST that is a file, is one line and exit 2 in verify, info and preview."""
     dst = _damage(build_copy, how)
