@@ -235,7 +235,7 @@ def _plain(array: np.ndarray) -> np.ndarray:
     """The loaded array, and the arrays it holds, as plain ``ndarray`` rather than the checked subclass."""
     array = array.view(np.ndarray)
     if array.dtype.hasobject and array.size:
-        flat = array.reshape(-1)
+        flat = array.ravel(order="K")  # a view: pickles make C- or Fortran-contiguous arrays only
         items = (_plain(item) if type(item) is _CheckedArray else item for item in flat)
         flat[...] = np.fromiter(items, dtype=object, count=flat.size)
     return array
