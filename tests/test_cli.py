@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.helpers import Payload, object_array, run_cli, write_npz, write_raw_npz
+from tests.helpers import ROOT, Payload, object_array, run_cli, write_npz, write_raw_npz
+from tests.test_interrupt import _can_mount_read_only
 
 
 def assert_user_error(result, *fragments: str) -> None:
@@ -193,7 +197,21 @@ def test_wids_index_that_is_a_list_is_a_verify_finding(build_copy):
     assert "train.wids.json: not a wids shard index" in result.stdout
 
 
-def test_sample_into_a_folder_that_cannot_be_written_is_a_one_line_error(tmp_path):
-    """sample into a folder it cannot create or write (here: under a file) is one line and exit 2."""
+def test_sample_into_a_path_under_a_file_is_a_one_line_error(tmp_path):
+    """sample into a folder it cannot create (a file is in the way) is one line and exit 2."""
     (tmp_path / "file").write_text("x")
     assert_user_error(run_cli("sample", tmp_path / "file" / "npz"), "cannot write")
+
+
+@pytest.mark.skipif(_can_mount_read_only() is not None, reason=str(_can_mount_read_only()))
+def test_sample_into_a_read_only_folder_is_a_one_line_error(tmp_path):
+    """sample into a read-only bind mount (root ignores permissions, not mounts) is one line and exit 2."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    script = (
+        f'mount --bind "{folder}" "{folder}" && mount -o remount,bind,ro "{folder}" && '
+        f'exec "{sys.executable}" -m shardgen sample "{folder}"'
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, env=env, timeout=60)
+    assert_user_error(result, str(folder), "Read-only file system")
