@@ -23,7 +23,7 @@ import tokenize
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -77,7 +77,7 @@ class _Global:
     def __call__(self, *args: Any) -> Any:
         raise UnsafePickleError(f"pickle calls {self.name}, which numpy's array pickles never call")
 
-    def refuse(self, args: tuple) -> None:
+    def refuse(self, args: tuple) -> NoReturn:
         raise UnsafePickleError(f"pickle calls {self.name} with arguments numpy never writes")
 
 

@@ -23,6 +23,9 @@ from . import atomic, faults
 from .errors import InputError, SketchError
 from .read import ADAPTERS, MAX_COORDINATE, SourceFile, as_sketch_array, stroke_dtype, validate_sketch
 
+# The arrays the store holds for each class and split (see the module docstring).
+ARRAYS = ("strokes", "offsets", "index")
+
 
 @dataclass(frozen=True)
 class IngestTask:
@@ -137,10 +140,8 @@ def _store_intact(task: IngestTask, record: ClassRecord) -> bool:
     A store file cut short (a full disk, a copy interrupted, a user) is re-packed, not rendered from.
     """
     for split, count in record.counts.items():
-        offsets = _npy_shape(array_path(task.store_dir, split, task.class_index, "offsets"))
-        index = _npy_shape(array_path(task.store_dir, split, task.class_index, "index"))
-        strokes = _npy_shape(array_path(task.store_dir, split, task.class_index, "strokes"))
-        if offsets != (count + 1,) or index != (count,) or strokes is None:
+        shape = {name: _npy_shape(array_path(task.store_dir, split, task.class_index, name)) for name in ARRAYS}
+        if shape["offsets"] != (count + 1,) or shape["index"] != (count,) or shape["strokes"] is None:
             return False
     return True
 
@@ -234,10 +235,7 @@ class StoreReader:
     def _open(self, class_index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         arrays = self._arrays.get(class_index)
         if arrays is None:
-            arrays = tuple(
-                self._map(array_path(self.store_dir, self.split, class_index, name))
-                for name in ("strokes", "offsets", "index")
-            )
+            arrays = tuple(self._map(array_path(self.store_dir, self.split, class_index, name)) for name in ARRAYS)
             self._arrays[class_index] = arrays  # type: ignore[assignment]
         return arrays  # type: ignore[return-value]
 
