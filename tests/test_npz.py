@@ -163,16 +163,16 @@ def test_dtype_state_that_changes_the_layout_is_refused(name):
         read_npy(io.BytesIO(_npy_bytes(object_array([SKETCHES[0], element]), 2)))
 
 
-def _numeric_header(shape: tuple) -> bytes:
+def _npy_header(descr: str, shape: tuple) -> bytes:
     header = io.BytesIO()
-    np.lib.format.write_array_header_1_0(header, {"descr": "<i2", "fortran_order": False, "shape": shape})
+    np.lib.format.write_array_header_1_0(header, {"descr": descr, "fortran_order": False, "shape": shape})
     return header.getvalue()
 
 
-@pytest.mark.parametrize("shape", [(10**12, 3), (2**62, 2**62)])
-def test_header_declaring_more_than_the_member_holds_is_refused(tmp_path, shape):
+@pytest.mark.parametrize("descr, shape", [("<i2", (10**12, 3)), ("<i2", (2**62, 2**62)), ("|O", (10**12,))])
+def test_header_declaring_more_than_the_member_holds_is_refused(tmp_path, descr, shape):
     """A .npy header declaring (10**12, 3) over a few bytes is one InputError naming file and member."""
-    path = write_raw_npz(tmp_path / "huge.npz", {"train": _numeric_header(shape) + b"\x00" * 60})
+    path = write_raw_npz(tmp_path / "huge.npz", {"train": _npy_header(descr, shape) + b"\x00" * 60})
     with pytest.raises(InputError, match=r"huge.npz: train: .*declares"):
         read_npz(path)
 
