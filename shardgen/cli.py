@@ -85,6 +85,8 @@ def sample(
         paths = write_samples(dst, categories=categories, per_split=per_split, seed=seed)
     except ValueError as error:
         raise UsageError(str(error)) from None
+    except OSError as error:
+        raise UsageError(f"cannot write: {error.strerror or error}", error.filename or dst) from None
     typer.echo(f"wrote {len(paths)} categories x 3 splits x {per_split} sketches to {dst}")
 
 
@@ -211,7 +213,7 @@ def build(
 @reports_errors
 def preview(
     dst: Path = typer.Argument(..., help="A finished build's output folder (holds manifest.json)."),
-    output: Path = typer.Option(..., "--output", "-o", help="PNG file to write the contact sheet to."),
+    output: Path = typer.Option(..., "--output", "-o", help="Image file to write the contact sheet to (.png or .jpg)."),
     split: str = typer.Option("train", "--split", help="Split to show samples of."),
     count: int = typer.Option(64, "--count", "-n", help="Number of samples (about as many from each class)."),
     cell: int = typer.Option(64, "--cell", help="Width and height of each image in the grid, in pixels."),

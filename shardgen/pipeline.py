@@ -28,7 +28,7 @@ from .executor import StopOnSignals, new_pool, stop_pool, submit_task
 from .fragments import PARTIAL_SUFFIX, PARTS_DIR, fragment_path, partial_path, seal_shard
 from .plan import Shard, SplitPlan, plan_path, plan_split
 from .read import SPLITS, SourceFile, discover
-from .render import RenderOptions
+from .render import RenderOptions, dot_radius, opencv_thickness
 from .store import ClassRecord, IngestTask, ingest
 from .worker import LAYOUT_FILE, ChunkTask, render_chunk
 from .write import Journal, ShardRecord, file_digest, output_error
@@ -209,7 +209,8 @@ def fingerprint(sources: list[SourceFile]) -> list[dict]:
     """Identify the inputs cheaply (name, size, mtime), as make and rsync do."""
     out = []
     for source in sources:
-        stat = source.path.stat()
+        # lstat for a dangling symlink: reading it fails later with an error naming it
+        stat = source.path.stat() if source.path.exists() else source.path.lstat()
         out.append({"file": source.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns})
     return out
 
@@ -226,7 +227,7 @@ def prepare_output(dst: Path, sources: list[SourceFile], options: BuildOptions, 
     previous = _read_json(state / BUILD_FILE)
     if overwrite:
         clean_output(dst)
-    elif previous is not None and previous != identity:
+    elif previous is not None and comparable_identity(previous) != comparable_identity(identity):
         raise OptionsChangedError(
             f"holds a build with other {describe_difference(previous, identity)}; "
             "rerun with --overwrite to replace it, or choose another output folder",
@@ -245,6 +246,24 @@ def prepare_output(dst: Path, sources: list[SourceFile], options: BuildOptions, 
     except OSError as error:
         raise output_error(error, state) from None
     return state
+
+
+def comparable_identity(identity: dict) -> dict:
+    """``identity`` with options that draw the same output spelled one way, for comparison only:
+    splits in their canonical order, the line width as what OpenCV is given (the thickness, and
+    the dot radius in fixed point, which the width sets on its own)."""
+    options = identity.get("options") if isinstance(identity, dict) else None
+    if not isinstance(options, dict):
+        return identity
+    options = dict(options)
+    if isinstance(options.get("splits"), list):
+        options["splits"] = sorted(options["splits"], key=lambda s: SPLITS.index(s) if s in SPLITS else len(SPLITS))
+    render = options.get("render")
+    if isinstance(render, dict) and isinstance(render.get("line_width"), (int, float)):
+        width, antialias = render["line_width"], bool(render.get("antialias", True))
+        drawn = (opencv_thickness(width, antialias), dot_radius(width))
+        options["render"] = {**render, "line_width": drawn}
+    return {**identity, "options": options}
 
 
 def remove_leftovers(dst: Path) -> None:

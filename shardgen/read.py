@@ -42,19 +42,30 @@ def category_name(path: Path) -> str:
 
 
 def discover(src: Path) -> list[SourceFile]:
-    """All ``*.npz`` files directly in ``src``, sorted by category; one category per file."""
+    """All ``*.npz`` files directly in ``src``, sorted by category; one category per file.
+
+    Entries that are not regular files (a dangling symlink, a FIFO, a folder) are kept: reading
+    them fails with an error naming them, so a category is never dropped without a word.
+    """
     src = Path(src)
     if not src.exists():
         raise UsageError("input folder does not exist", src)
     if not src.is_dir():
         raise UsageError("input must be a folder of .npz files, not a file", src)
-    files = sorted(p for p in src.glob("*.npz") if p.is_file())
+    files = sorted(src.glob("*.npz"))
     if not files:
         raise UsageError(
             "no .npz files found in the input folder; point SRC at the folder holding the sketch-rnn "
             "files, or write sample ones with `shardgen sample DIR`",
             src,
         )
+    for path in files:
+        if not category_name(path):
+            raise UsageError(
+                f"{path.name} gives no category name (what is left without sketchrnn_, .full and .npz "
+                "is empty); rename it after its category, e.g. cat.npz",
+                src,
+            )
     sources = sorted((SourceFile(p, category_name(p)) for p in files), key=lambda s: s.category)
     seen: dict[str, Path] = {}
     for source in sources:
