@@ -24,6 +24,9 @@ from pathlib import Path
 from . import atomic, faults, manifest
 from .errors import InputError, Interrupted, OptionsChangedError, UsageError, WorkerError
 from .executor import StopOnSignals, new_pool, stop_pool, submit_task
+from .formats import is_drawing_file
+from .formats.ingest import check_sources, check_timed, drawing_task, filtered_counts, ingest_drawings
+from .formats.select import DrawingOptions
 from .plan import Shard, SplitPlan, plan_path, plan_split
 from .read import SPLITS, SourceFile, discover
 from .render import RenderOptions
@@ -47,10 +50,12 @@ class BuildOptions:
     seed: int = 0
     shuffle: bool = True
     on_error: str = "skip-sketches"
+    drawings: DrawingOptions = field(default_factory=DrawingOptions)  # QuickDraw inputs: splits, filters
 
     def check(self) -> None:
         try:
             self.render.check()
+            self.drawings.check()
         except ValueError as error:
             raise UsageError(str(error)) from None
         if self.shard_size < 1:
@@ -74,6 +79,7 @@ class BuildOptions:
             "seed": self.seed,
             "shuffle": self.shuffle,
             "on_error": self.on_error,
+            **({"drawings": self.drawings.to_dict()} if self.drawings.to_dict() else {}),
         }
 
 
@@ -139,6 +145,7 @@ def build(
     reporter = reporter or Reporter()
     src, dst = Path(src), Path(dst)
     sources = discover(src)
+    check_sources(sources, options.drawings, options.render.color)
     with StopOnSignals() as signals:
         state = prepare_output(dst, sources, options, overwrite)
         started = time.perf_counter()
@@ -296,6 +303,7 @@ async def _build(sources, dst, state, options, executor, inflight, chunk_size, r
     loop = asyncio.get_running_loop()
     records, skipped_files = await _ingest_all(sources, state, options, executor, loop, reporter)
     kept = [(source, record) for source, record in zip(sources, records) if record is not None]
+    check_timed([record for _, record in kept], options.render.color)
     splits = splits_present(kept, options)
     layout = {
         "classes": [record.category for _, record in kept],
@@ -340,6 +348,8 @@ async def _build(sources, dst, state, options, executor, inflight, chunk_size, r
         skipped_files=skipped_files,
         class_counts=layout["counts"],
     )
+    if options.drawings.filters:
+        result_manifest["filtered"] = filtered_counts([record for _, record in kept])
     try:
         manifest.write_index(dst, result_manifest, by_split)
     except OSError as error:
@@ -375,8 +385,11 @@ async def _ingest_all(sources, state, options, executor, loop, reporter):
             options.on_error,
             json.dumps([fingerprints[position], splits, options.limit, options.on_error]),
         )
+        read = ingest
+        if is_drawing_file(source.path):
+            task, read = drawing_task(task, options.drawings, options.seed), ingest_drawings
         try:
-            record = await submit_task(loop, executor, ingest, task)
+            record = await submit_task(loop, executor, read, task)
         except InputError as error:
             if options.on_error != "skip":
                 raise

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from . import faults, tar
+from .formats.packing import ExtrasReader
 from .plan import locate, plan_path
 from .render import RenderOptions, color_seed, encode_image, render_sketch
-from .store import StoreReader
 
 LAYOUT_FILE = "layout.json"
 
@@ -102,21 +102,31 @@ def _layout(state_dir: Path, mtime_ns: int) -> tuple[dict, dict[str, np.ndarray]
 def _meta_templates(state_dir: Path, mtime_ns: int, split: str) -> list[tuple[bytes, bytes]]:
     """Per class, the JSON metadata before and after the index: one dumps per class, not per sample.
 
-    ``prefix + str(index) + suffix`` is exactly ``json.dumps(meta, separators=(",", ":"))``.
+    See :func:`sample_json`, which completes them.
     """
     layout, _ = _layout(state_dir, mtime_ns)
     templates = []
     for class_index, (category, source) in enumerate(zip(layout["classes"], layout["sources"])):
         head = json.dumps({"category": category, "class": class_index, "split": split}, separators=(",", ":"))
-        templates.append((head[:-1].encode() + b',"index":', b',"source":' + json.dumps(source).encode() + b"}"))
+        templates.append((head[:-1].encode() + b',"index":', b',"source":' + json.dumps(source).encode()))
     return templates
 
 
+def sample_json(template: tuple[bytes, bytes], source_index: int, drawing_meta: bytes) -> bytes:
+    """A sample's JSON: category, class, split, index and source, then the drawing's own metadata.
+
+    Exactly ``json.dumps(meta, separators=(",", ":"))``; ``drawing_meta`` (JSON object members, as
+    the store holds them for QuickDraw files) is empty for ``.npz`` sources.
+    """
+    prefix, suffix = template
+    return b"%s%d%s%s}" % (prefix, source_index, suffix, b"," + drawing_meta if drawing_meta else b"")
+
+
 @lru_cache(maxsize=4)
-def _reader(state_dir: Path, split: str, mtime_ns: int) -> StoreReader:
+def _reader(state_dir: Path, split: str, mtime_ns: int) -> ExtrasReader:
     # Keyed by the layout's mtime (rewritten by every build) like the caches above: a worker that
     # outlives one build (a reused executor) must not read an overwritten store's old mappings.
-    return StoreReader(state_dir / "store", split)
+    return ExtrasReader(state_dir / "store", split)
 
 
 def render_chunk(task: ChunkTask) -> bytes:
@@ -134,12 +144,14 @@ def render_chunk(task: ChunkTask) -> bytes:
     options, ext = task.options, task.options.extension
     members = []
     for class_index, position in zip(class_ids.tolist(), positions.tolist()):
-        strokes, source_index = reader.sketch(store_ids[class_index], position)
+        store_id = store_ids[class_index]
+        strokes, source_index = reader.sketch(store_id, position)
         key = sample_key(task.split, class_index, source_index)
-        image = render_sketch(strokes, options, color_seed(task.seed, key))
-        prefix, suffix = templates[class_index]
+        times = reader.times(store_id, position) if options.color == "time" else None
+        image = render_sketch(strokes, options, color_seed(task.seed, key), times)
+        meta = sample_json(templates[class_index], source_index, reader.meta(store_id, position))
         members.append(tar.member(f"{key}.{ext}", encode_image(image, options)))
         members.append(tar.member(f"{key}.cls", b"%d" % class_index))
-        members.append(tar.member(f"{key}.json", b"%s%d%s" % (prefix, source_index, suffix)))
+        members.append(tar.member(f"{key}.json", meta))
     reader.release()
     return b"".join(members)
