@@ -97,7 +97,10 @@ def sample(
         paths = write_samples(dst, categories=categories, per_split=per_split, seed=seed, format=file_format, fit=fit)
     except ValueError as error:
         raise UsageError(str(error)) from None
-    typer.echo(f"wrote {len(paths)} categories x 3 splits x {per_split} sketches to {dst}")
+    if file_format == "npz":
+        typer.echo(f"wrote {len(paths)} categories x 3 splits x {per_split} sketches to {dst}")
+    else:
+        typer.echo(f"wrote {len(paths)} categories x {3 * per_split} drawings ({file_format}) to {dst}")
 
 
 @app.command()

@@ -303,7 +303,7 @@ async def _build(sources, dst, state, options, executor, inflight, chunk_size, r
     loop = asyncio.get_running_loop()
     records, skipped_files = await _ingest_all(sources, state, options, executor, loop, reporter)
     kept = [(source, record) for source, record in zip(sources, records) if record is not None]
-    check_timed([record for _, record in kept], options.render.color)
+    check_timed(kept, options.render.color)
     splits = splits_present(kept, options)
     layout = {
         "classes": [record.category for _, record in kept],

@@ -7,6 +7,7 @@ import json
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .. import atomic, faults
 from ..errors import InputError, UsageError
@@ -53,17 +54,25 @@ def check_sources(sources: Sequence[SourceFile], options: DrawingOptions, color:
                 "a .npz has its own splits and no metadata",
                 source.path,
             )
-        if color == "time" and not source.name.endswith((".ndjson", ".ndjson.gz", ".csv")):
+        if color == "time" and not _first_drawing_timed(source.path):
             raise UsageError(_NO_TIMING, source.path)
 
 
-def check_timed(records: Sequence[ClassRecord], color: str) -> None:
-    """Refuse ``--color time`` once ingest shows a file whose drawings carry no times."""
+def _first_drawing_timed(path: Path) -> bool:
+    """Whether a file's first drawing is raw (has times): all a check before ingest can afford."""
+    if not is_drawing_file(path):
+        return False
+    first = next((item for item in _read(path) if isinstance(item, Drawing)), None)
+    return first is not None and first.times is not None
+
+
+def check_timed(kept: Sequence[tuple[SourceFile, ClassRecord]], color: str) -> None:
+    """Refuse ``--color time`` once ingest shows a file with drawings that carry no times."""
     if color != "time":
         return
-    for record in records:
+    for source, record in kept:
         if not (isinstance(record, DrawingRecord) and record.timed):
-            raise UsageError(_NO_TIMING + " (its drawings are simplified: [x, y] strokes)", record.source)
+            raise UsageError(_NO_TIMING + "; some of its drawings have none", source.path)
 
 
 def filtered_counts(records: Sequence[ClassRecord]) -> dict[str, int]:
@@ -90,15 +99,10 @@ def ingest_drawings(task: DrawingIngestTask) -> DrawingRecord:
     existing = load_drawing_record(task)
     if existing is not None:
         return existing
-    path, options = task.source.path, task.drawings
-    splits = [split for split in options.splits if split in task.splits]
     record = DrawingRecord(task.source.category, task.source.name, task.fingerprint)
-    record.filtered = {"not_recognized": 0, "country": 0} if options.filters else {}
-    packers = {split: SplitPacker(task.store_dir, split, task.class_index) for split in splits}
+    packers = {split: SplitPacker(task.store_dir, split, task.class_index) for split in _splits(task)}
     try:
-        found = _pack(task, record, packers)
-        if not found:
-            raise InputError("holds no valid drawing" + _first_reason(record), path)
+        pack_drawings(task, record, packers)
         timed = [packer.close() for packer in packers.values()]
     except BaseException:
         for packer in packers.values():
@@ -113,9 +117,41 @@ def ingest_drawings(task: DrawingIngestTask) -> DrawingRecord:
     return record
 
 
-def _pack(task: DrawingIngestTask, record: DrawingRecord, packers: dict[str, SplitPacker]) -> int:
-    """Stream the file into ``packers``; return how many valid drawings it holds (filtered or not)."""
+def plan_drawings(source: SourceFile, wanted: tuple[str, ...], options, sample: int) -> tuple[DrawingRecord, list]:
+    """For a dry run: a QuickDraw file's record and its first ``sample`` kept drawings, to size."""
+    task = drawing_task(
+        IngestTask(source, 0, Path(), wanted, options.limit, options.on_error, "null"), options.drawings, options.seed
+    )
+    record = DrawingRecord(source.category, source.name, "")
+    counters = {split: _Counter(split, sample) for split in _splits(task)}
+    pack_drawings(task, record, counters)
+    record.counts = {split: counter.count for split, counter in counters.items()}
+    return record, [item for counter in counters.values() for item in counter.kept]
+
+
+class _Counter:
+    """Stands in for a :class:`SplitPacker` in a dry run: counts drawings, keeps the first few."""
+
+    def __init__(self, split: str, keep: int) -> None:
+        self.split, self.keep, self.count, self.kept = split, keep, 0, []
+
+    def add(self, drawing: Drawing) -> None:
+        self.count += 1
+        if len(self.kept) < self.keep:
+            self.kept.append((self.split, drawing.index, drawing.rows, drawing.meta))
+
+
+def _splits(task: DrawingIngestTask) -> list[str]:
+    return [split for split in task.drawings.splits if split in task.splits]
+
+
+def pack_drawings(task: DrawingIngestTask, record: DrawingRecord, packers: dict) -> None:
+    """Stream the file into ``packers`` (by split), noting skips and filters in ``record``.
+
+    Raises ``InputError`` for a file that holds no valid drawing at all.
+    """
     path, options, limit = task.source.path, task.drawings, task.limit
+    record.filtered = {"not_recognized": 0, "country": 0} if options.filters else {}
     found = 0
     for item in _read(path):
         if isinstance(item, Skip):
@@ -134,7 +170,8 @@ def _pack(task: DrawingIngestTask, record: DrawingRecord, packers: dict[str, Spl
                 break  # every split is full: the rest of the file cannot add a drawing
             continue
         packer.add(item)
-    return found
+    if not found:
+        raise InputError("holds no valid drawing" + _first_reason(record), path)
 
 
 def _read(path) -> Iterator[Drawing | Skip]:

@@ -25,7 +25,7 @@ def read(path: Path) -> Iterator[Drawing | Skip]:
     with opener(path, "rb") as lines:
         for index, line in enumerate(_lines(lines)):
             if line is None:
-                yield Skip("line", index + 1, f"line longer than {MAX_LINE >> 20} MiB", index)
+                yield Skip("line", index + 1, f"line longer than {MAX_LINE:,} bytes", index)
             elif line.strip():
                 try:
                     yield parse_record(line, index)
