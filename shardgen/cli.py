@@ -106,7 +106,9 @@ def sample(
 @app.command()
 @reports_errors
 def build(
-    src: Path = typer.Argument(..., help="Folder of sketch-rnn .npz files (one category per file)."),
+    src: Path = typer.Argument(
+        ..., help="Folder of sketch files, one category each: sketch-rnn .npz, QuickDraw .ndjson(.gz), .bin or .csv."
+    ),
     dst: Path = typer.Argument(..., help="Output folder for shards, manifest.json and wids indexes."),
     procs: int = typer.Option(os.cpu_count() or 1, "--procs", "-p", help="Worker processes.", show_default="all cores"),
     size: int = typer.Option(256, "--size", help="Image width and height in pixels."),

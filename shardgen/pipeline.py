@@ -129,7 +129,7 @@ def build(
     overwrite: bool = False,
     reporter: Reporter | None = None,
 ) -> BuildResult:
-    """Build WebDataset shards in ``dst`` from the ``.npz`` files in ``src``; resumes if it can.
+    """Build WebDataset shards in ``dst`` from the sketch files in ``src``; resumes if it can.
 
     ``executor`` may be any ``concurrent.futures.Executor`` whose workers can import shardgen and
     read ``dst``; by default a process pool of ``procs`` workers (all cores) is created, and if one

@@ -20,7 +20,7 @@ from ..read import MAX_COORDINATE
 # Metadata every QuickDraw format carries, in the order a sample's JSON lists it.
 META_FIELDS = ("key_id", "countrycode", "recognized", "timestamp", "word")
 SIMPLIFIED_MAX = 255
-NUMBER = (int, float)
+NUMBER = {int, float}
 
 
 class Malformed(Exception):
@@ -74,7 +74,7 @@ def to_stroke3(strokes: object) -> tuple[np.ndarray, np.ndarray | None]:
             column.append(values)
         lengths.append(length)
     flat = [list(chain.from_iterable(column)) for column in columns]
-    if not all(type(v) in NUMBER for v in chain.from_iterable(flat)):
+    if not set(map(type, chain.from_iterable(flat))) <= NUMBER:  # not str or bool, which numpy would take
         raise Malformed("a coordinate is not a number")
     points = np.array(flat[:2], dtype=np.float64).T
     _check_range(points, simplified=arity == 2)

@@ -22,8 +22,10 @@ from .drawing import Drawing, meta_fragment
 
 # Room reserved for a .npy header that is written once the shape is known (numpy pads to 64).
 HEADER_SIZE = 128
-# Rows converted at a time when the float64 strokes turn out to fit int16.
-COPY_ROWS = 1 << 20
+# Rows converted at a time when the float64 strokes turn out to fit int16 (6 MB read at a time).
+COPY_ROWS = 1 << 18
+# Stroke rows buffered before a block is written (about 1.5 MB of float64).
+BLOCK_ROWS = 1 << 16
 INT16_MAX = np.iinfo(np.int16).max
 
 
@@ -59,7 +61,11 @@ class NpyAppender:
 
 
 class SplitPacker:
-    """Appends one split's drawings to the store; :meth:`close` publishes them, :meth:`discard` drops them."""
+    """Appends one split's drawings to the store; :meth:`close` publishes them, :meth:`discard` drops them.
+
+    Drawings are buffered and written a block at a time: per-drawing numpy calls would cost more
+    than parsing the drawing.
+    """
 
     def __init__(self, store_dir: Path, split: str, class_index: int) -> None:
         os.makedirs(Path(store_dir) / split, exist_ok=True)
@@ -76,26 +82,44 @@ class SplitPacker:
         self.count = self.rows = self.meta_bytes = self.blank = 0
         self.largest = 0.0  # the largest |delta|, to know whether int16 holds the strokes exactly
         self.integral = self.timed = True
+        self.pending: list[Drawing] = []
+        self.pending_rows = 0
         for name in ("offsets", "meta_offsets"):
             self.files[name].append(np.zeros(1, np.int64))
 
     def add(self, drawing: Drawing) -> None:
-        rows, files = drawing.rows, self.files
-        meta = meta_fragment(drawing.meta)
+        self.pending.append(drawing)
+        self.count, self.pending_rows = self.count + 1, self.pending_rows + len(drawing.rows)
+        if self.pending_rows >= BLOCK_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        drawings, files = self.pending, self.files
+        if not drawings:
+            return
+        rows = np.concatenate([d.rows for d in drawings])
+        lengths = np.fromiter((len(d.rows) for d in drawings), np.int64, len(drawings))
+        metas = [meta_fragment(d.meta) for d in drawings]
+        starts = np.cumsum(lengths) - lengths
         files["strokes"].append(rows)
-        files["times"].append(drawing.times if drawing.times is not None else np.full(len(rows), np.nan))
-        files["meta"].append(np.frombuffer(meta, np.uint8))
-        self.count, self.rows, self.meta_bytes = self.count + 1, self.rows + len(rows), self.meta_bytes + len(meta)
-        files["offsets"].append(np.array([self.rows]))
-        files["index"].append(np.array([drawing.index]))
-        files["meta_offsets"].append(np.array([self.meta_bytes]))
+        files["offsets"].append(self.rows + np.cumsum(lengths))
+        files["index"].append(np.fromiter((d.index for d in drawings), np.int64, len(drawings)))
+        files["meta"].append(np.frombuffer(b"".join(metas), np.uint8))
+        files["meta_offsets"].append(self.meta_bytes + np.cumsum([len(m) for m in metas]))
+        self.timed = self.timed and all(d.times is not None for d in drawings)
+        if self.timed:
+            files["times"].append(np.concatenate([d.times for d in drawings]))
         self.largest = max(self.largest, float(np.abs(rows[:, :2]).max()))
         self.integral = self.integral and bool((rows == np.rint(rows)).all())
-        self.timed = self.timed and drawing.times is not None
-        self.blank += not _inks(rows)
+        # A drawing inks iff some row keeps the pen down (the store's blank count).
+        self.blank += int(len(drawings) - np.count_nonzero(np.logical_or.reduceat(rows[:, 2] == 0, starts)))
+        self.rows += len(rows)
+        self.meta_bytes += sum(len(m) for m in metas)
+        self.pending, self.pending_rows = [], 0
 
     def close(self) -> bool:
         """Publish the split's arrays; ``True`` if it holds times (every drawing was raw)."""
+        self._flush()
         files = self.files
         for name in ("offsets", "index", "meta", "meta_offsets", "strokes"):
             files[name].close()
@@ -114,22 +138,20 @@ class SplitPacker:
             appender.discard()
 
 
-def _inks(rows: np.ndarray) -> bool:
-    """Whether a drawing inks anything: some row keeps the pen down (the store's blank count)."""
-    return bool((rows[:, 2] == 0).any())
-
-
 def _narrow(source: Path, target: Path, dtype: type) -> None:
-    """Copy a float64 ``(n, 3)`` ``.npy`` to ``target`` as ``dtype``, a block of rows at a time."""
-    rows = np.load(source, mmap_mode="r")
+    """Copy a float64 ``(n, 3)`` ``.npy`` to ``target`` as ``dtype``, a block of rows at a time.
+
+    Plain reads, not a memory map: the pages of a mapped file count in this process's RSS.
+    """
     out = NpyAppender(target, dtype, 3)
     try:
-        for start in range(0, len(rows), COPY_ROWS):
-            out.append(rows[start : start + COPY_ROWS].astype(dtype))
+        with open(source, "rb") as rows:
+            rows.seek(HEADER_SIZE)
+            while block := rows.read(COPY_ROWS * 3 * 8):
+                out.append(np.frombuffer(block, np.float64).reshape(-1, 3).astype(dtype))
     except BaseException:
         out.discard()
         raise
-    del rows
     out.close()
 
 

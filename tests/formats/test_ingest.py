@@ -135,15 +135,27 @@ def test_filters_keep_only_matching_drawings_and_count_the_rest(tmp_path):
     assert len(kept) + filtered["not_recognized"] + filtered["country"] == 2 * 60
 
 
-def test_malformed_lines_are_listed_in_the_manifest(tmp_path):
-    """Skipped lines are listed with source, line and reason, like invalid sketches; the rest is built."""
+def build_with_a_bad_line(tmp_path: Path):
+    """A build of six good drawings with a line of bad JSON as line 4 of their file."""
     lines = ndjson_lines(tmp_path / "gen", 2)
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "circle.ndjson").write_text("".join(lines[:3]) + "{oops\n" + "".join(lines[3:]))
-    result = build(tmp_path / "src", tmp_path / "out", BuildOptions(render=RenderOptions(size=16)), procs=1)
+    return build(tmp_path / "src", tmp_path / "out", BuildOptions(render=RenderOptions(size=16)), procs=1)
+
+
+def test_malformed_lines_are_listed_in_the_manifest(tmp_path):
+    """Skipped lines are listed with source, line and reason, like invalid sketches; the rest is built."""
+    result = build_with_a_bad_line(tmp_path)
     assert [(s["source"], s["line"]) for s in result.manifest["skipped"]] == [("circle.ndjson", 4)]
     assert "not valid JSON" in result.manifest["skipped"][0]["reason"]
     assert result.images == 6
+
+
+def test_info_lists_a_skipped_line_by_its_line_number(tmp_path):
+    """`shardgen info` shows where in its file a skipped drawing was."""
+    build_with_a_bad_line(tmp_path)
+    listed = run_cli("info", tmp_path / "out")
+    assert "circle.ndjson: line 4: not valid JSON" in listed.stdout, listed.stderr
 
 
 @pytest.mark.parametrize(
