@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import atomic, faults
 from ..errors import InputError, UsageError
@@ -17,6 +19,13 @@ from . import is_drawing_file, reader_for
 from .drawing import Drawing, Skip
 from .packing import SplitPacker
 from .select import DrawingOptions, assign_split, rejection
+
+if TYPE_CHECKING:
+    from ..pipeline import BuildOptions
+
+_NO_TIMING = "--color time needs each point's time, which only raw QuickDraw ndjson and CSV files carry"
+# A file whose first records are all malformed is not a QuickDraw file: stop before listing millions.
+FIRST_RECORDS = 1000
 
 
 @dataclass(frozen=True)
@@ -42,9 +51,6 @@ def drawing_task(task: IngestTask, options: DrawingOptions, seed: int) -> Drawin
     return DrawingIngestTask(**{**fields, "fingerprint": fingerprint}, drawings=options, seed=seed)
 
 
-_NO_TIMING = "--color time needs each point's time, which only raw QuickDraw ndjson and CSV files carry"
-
-
 def check_sources(sources: Sequence[SourceFile], options: DrawingOptions, color: str) -> None:
     """Refuse, before reading anything, options that some input cannot honour."""
     for source in sources:
@@ -62,7 +68,8 @@ def _first_drawing_timed(path: Path) -> bool:
     """Whether a file's first drawing is raw (has times): all a check before ingest can afford."""
     if not is_drawing_file(path):
         return False
-    first = next((item for item in _read(path) if isinstance(item, Drawing)), None)
+    with contextlib.closing(_read(path)) as records:
+        first = next((item for item in records if isinstance(item, Drawing)), None)
     return first is not None and first.times is not None
 
 
@@ -117,7 +124,9 @@ def ingest_drawings(task: DrawingIngestTask) -> DrawingRecord:
     return record
 
 
-def plan_drawings(source: SourceFile, wanted: tuple[str, ...], options, sample: int) -> tuple[DrawingRecord, list]:
+def plan_drawings(
+    source: SourceFile, wanted: tuple[str, ...], options: BuildOptions, sample: int
+) -> tuple[DrawingRecord, list]:
     """For a dry run: a QuickDraw file's record and its first ``sample`` kept drawings, to size."""
     task = drawing_task(
         IngestTask(source, 0, Path(), wanted, options.limit, options.on_error, "null"), options.drawings, options.seed
@@ -158,6 +167,8 @@ def pack_drawings(task: DrawingIngestTask, record: DrawingRecord, packers: dict)
             if task.on_error == "fail":
                 raise InputError(f"{item.where} {item.at}: {item.reason}", path)
             record.skipped.append({"source": task.source.name, item.where: item.at, "reason": item.reason})
+            if not found and len(record.skipped) == FIRST_RECORDS:
+                raise InputError(f"the first {FIRST_RECORDS} records are all malformed" + _first_reason(record), path)
             continue
         found += 1
         reason = rejection(item.meta, options)

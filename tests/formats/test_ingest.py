@@ -218,3 +218,31 @@ def test_a_bad_split_ratio_is_one_line_and_exit_2(tmp_path):
     write_samples(tmp_path / "src", categories=1, per_split=2, format="ndjson")
     result = run_cli("build", tmp_path / "src", tmp_path / "out", "--split-ratio", "0.9,x")
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "--split-ratio" in result.stderr
+
+
+def test_a_rerun_reuses_the_store_and_the_shards(tmp_path):
+    """Building the same QuickDraw files again reads nothing anew and rewrites no shard."""
+    write_samples(tmp_path / "src", categories=2, per_split=4, format="ndjson")
+    build(tmp_path / "src", tmp_path / "out", SMALL, procs=1)
+    record = tmp_path / "out" / ".shardgen" / "store" / "00000.json"
+    ingested = record.stat().st_mtime_ns
+    again = build(tmp_path / "src", tmp_path / "out", SMALL, procs=1)
+    assert (again.shards_written, record.stat().st_mtime_ns) == (0, ingested)
+
+
+@pytest.mark.parametrize(
+    "drawings", [DrawingOptions(split_ratio=(0.8, 0.1, 0.1)), DrawingOptions(recognized_only=True)]
+)
+def test_quickdraw_options_are_refused_for_npz_inputs(tmp_path, drawings):
+    """A .npz has its own splits and no metadata: --split-ratio and the filters are refused, naming it."""
+    write_samples(tmp_path / "src", categories=1, per_split=2)
+    with pytest.raises(UsageError, match=r"circle\.npz: --split-ratio, --recognized-only and --countries"):
+        build(tmp_path / "src", tmp_path / "out", BuildOptions(drawings=drawings), procs=1)
+
+
+def test_a_file_of_only_malformed_lines_stops_early(tmp_path):
+    """A file whose first records are all malformed is refused without listing every line."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "cat.ndjson").write_text("not json\n" * 5000)
+    with pytest.raises(InputError, match="the first 1000 records are all malformed"):
+        build(tmp_path / "src", tmp_path / "out", SMALL, procs=1)
