@@ -233,7 +233,7 @@ def _dot(image: np.ndarray, point: np.ndarray, color: tuple, options: RenderOpti
 
 
 def _draw_by_time(image: np.ndarray, strokes: np.ndarray, times: np.ndarray | None, options: RenderOptions) -> None:
-    """``color="time"``: each segment shaded by its end point's time within the drawing, first darkest."""
+    """``color="time"``: each segment shaded by the time of the point it starts from, the first black."""
     if times is None or len(times) != len(strokes):
         raise ValueError("color 'time' needs one time per point (raw QuickDraw ndjson or CSV input)")
     fixed = fixed_points(strokes, options.size, options.padding)
@@ -247,7 +247,7 @@ def _draw_by_time(image: np.ndarray, strokes: np.ndarray, times: np.ndarray | No
         if end - start == 1:
             _dot(image, fixed[start], colors[start], options, line_type)
         for i in range(start + 1, end):
-            cv2.line(image, points[i - 1], points[i], colors[i], options.thickness, line_type, SHIFT)
+            cv2.line(image, points[i - 1], points[i], colors[i - 1], options.thickness, line_type, SHIFT)
 
 
 def encode_image(image: np.ndarray, options: RenderOptions = RenderOptions()) -> bytes:

@@ -174,14 +174,14 @@ def test_a_file_without_a_readable_drawing_is_an_input_error_naming_it(tmp_path,
         build(tmp_path / "src", tmp_path / "out", BuildOptions(render=RenderOptions(size=16)), procs=1)
 
 
-def test_color_time_shades_raw_drawings_by_time(built, tmp_path):
-    """--color time draws the same strokes as black, in shades that vary along each drawing."""
+def test_color_time_shades_raw_drawings_by_time(tmp_path):
+    """With raw input, --color time inks each drawing in many shades (hard-edged black would give one)."""
     src = tmp_path / "src"
     write_samples(src, categories=1, per_split=2, seed=5, format="ndjson-raw")
-    timed = BuildOptions(render=RenderOptions(size=64, color="time"))
+    timed = BuildOptions(render=RenderOptions(size=64, color="time", antialias=False))
     build(src, tmp_path / "out", timed, procs=1)
     images = [cv2.imdecode(np.frombuffer(s["png"], np.uint8), 0) for s in samples(tmp_path / "out").values()]
-    assert all(len(np.unique(image[image < 255])) > 20 for image in images)
+    assert all(len(np.unique(image[image < 255])) > 10 for image in images)
 
 
 @pytest.mark.parametrize("fmt", ["npz", "ndjson", "bin"])
