@@ -25,6 +25,9 @@ from pathlib import Path
 from . import atomic, faults, manifest
 from .errors import InputError, Interrupted, OptionsChangedError, OutputError, UsageError, WorkerError
 from .executor import StopOnSignals, new_pool, stop_pool, submit_task
+from .formats import is_drawing_file
+from .formats.ingest import check_sources, check_timed, drawing_task, filtered_counts, ingest_drawings
+from .formats.select import DrawingOptions
 from .fragments import PARTIAL_SUFFIX, PARTS_DIR, fragment_path, partial_path, seal_shard
 from .plan import Shard, SplitPlan, plan_path, plan_split
 from .read import SPLITS, SourceFile, discover
@@ -52,10 +55,12 @@ class BuildOptions:
     seed: int = 0
     shuffle: bool = True
     on_error: str = "skip-sketches"
+    drawings: DrawingOptions = field(default_factory=DrawingOptions)  # QuickDraw inputs: splits, filters
 
     def check(self) -> None:
         try:
             self.render.check()
+            self.drawings.check()
         except ValueError as error:
             raise UsageError(str(error)) from None
         if self.shard_size < 1:
@@ -79,6 +84,7 @@ class BuildOptions:
             "seed": self.seed,
             "shuffle": self.shuffle,
             "on_error": self.on_error,
+            **({"drawings": self.drawings.to_dict()} if self.drawings.to_dict() else {}),
         }
 
 
@@ -128,7 +134,7 @@ def build(
     overwrite: bool = False,
     reporter: Reporter | None = None,
 ) -> BuildResult:
-    """Build WebDataset shards in ``dst`` from the ``.npz`` files in ``src``; resumes if it can.
+    """Build WebDataset shards in ``dst`` from the sketch files in ``src``; resumes if it can.
 
     ``executor`` may be any ``concurrent.futures.Executor`` whose workers can import shardgen and
     read ``dst``; by default a process pool of ``procs`` workers (all cores) is created, and if one
@@ -144,6 +150,7 @@ def build(
     reporter = reporter or Reporter()
     src, dst = Path(src), Path(dst)
     sources = discover(src)
+    check_sources(sources, options.drawings, options.render.color)
     with StopOnSignals() as signals:
         state = prepare_output(dst, sources, options, overwrite)
         started = time.perf_counter()
@@ -328,6 +335,7 @@ async def _build(sources, dst, state, options, executor, inflight, chunk_size, r
     loop = asyncio.get_running_loop()
     records, skipped_files = await _ingest_all(sources, state, options, executor, loop, reporter)
     kept = [(source, record) for source, record in zip(sources, records) if record is not None]
+    check_timed(kept, options.render.color)
     splits = splits_present(kept, options)
     layout = {
         "classes": [record.category for _, record in kept],
@@ -372,6 +380,8 @@ async def _build(sources, dst, state, options, executor, inflight, chunk_size, r
         skipped_files=skipped_files,
         class_counts=layout["counts"],
     )
+    if options.drawings.filters:
+        result_manifest["filtered"] = filtered_counts([record for _, record in kept])
     try:
         manifest.write_index(dst, result_manifest, by_split)
     except OSError as error:
@@ -424,8 +434,11 @@ async def _ingest_all(sources, state, options, executor, loop, reporter):
             options.on_error,
             json.dumps([fingerprints[position], splits, options.limit, options.on_error]),
         )
+        read = ingest
+        if is_drawing_file(source.path):
+            task, read = drawing_task(task, options.drawings, options.seed), ingest_drawings
         try:
-            record = await submit_task(loop, executor, ingest, task)
+            record = await submit_task(loop, executor, read, task)
         except InputError as error:
             if options.on_error != "skip":
                 raise
