@@ -87,22 +87,23 @@ class StopOnSignals:
 def stop_pool(pool: ProcessPoolExecutor, kill: bool) -> None:
     """Shut our own pool down; after a failure or an interrupt, without waiting long for busy workers.
 
-    Pending chunks are cancelled and workers get a grace period to finish the one they hold; one
+    Workers get a grace period to finish what they hold (at most two tasks each are queued); one
     still busy after that (seconds into a large file or chunk whose result nobody will use) is
-    killed, which is safe because workers only ever write through atomic renames.
+    killed, which is safe because workers only ever write through atomic renames, and the pool then
+    fails what is left. Futures are never cancelled here: a stop signal to the process group kills
+    workers at the same moment, and cancelling while the pool's manager thread fails the futures
+    of dead workers crashes that thread (Python 3.11), after which the shutdown waits forever.
     """
     if kill:
         processes = list((getattr(pool, "_processes", None) or {}).values())
-        pool.shutdown(wait=False, cancel_futures=True)
+        pool.shutdown(wait=False)
         deadline = time.monotonic() + STOP_GRACE
         for process in processes:
             process.join(max(0.0, deadline - time.monotonic()))
         for process in processes:
             if process.is_alive():
                 process.kill()
-    # A broken pool has failed its futures and reaped its workers already; cancelling them again
-    # races with its manager thread (see submit_task).
-    pool.shutdown(wait=True, cancel_futures=kill)
+    pool.shutdown(wait=True)
 
 
 def mp_context() -> multiprocessing.context.BaseContext:

@@ -28,6 +28,7 @@ from . import atomic, manifest
 from .errors import OptionsChangedError, OutputLockedError, UsageError
 from .fragments import PARTIAL_SUFFIX, PARTS_DIR
 from .read import SPLITS, SourceFile
+from .render import dot_radius, opencv_thickness
 from .write import Journal, ShardRecord, output_error
 
 if TYPE_CHECKING:
@@ -109,7 +110,8 @@ def fingerprint(sources: list[SourceFile]) -> list[dict]:
     """Identify the inputs cheaply (name, size, mtime), as make and rsync do."""
     out = []
     for source in sources:
-        stat = source.path.stat()
+        # lstat for a dangling symlink: reading it fails later with an error naming it
+        stat = source.path.stat() if source.path.exists() else source.path.lstat()
         out.append({"file": source.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns})
     return out
 
@@ -128,7 +130,7 @@ def prepare_output(
     recovered: list[ShardRecord] = []
     if overwrite:
         _report_kept(dst, clean_output(dst), warn)
-    elif previous is not None and previous != identity:
+    elif previous is not None and comparable_identity(previous) != comparable_identity(identity):
         raise OptionsChangedError(
             f"holds a build with other {describe_difference(previous, identity)}; "
             "rerun with --overwrite to replace it, or choose another output folder",
@@ -150,6 +152,24 @@ def prepare_output(
     except OSError as error:
         raise output_error(error, state) from None
     return state
+
+
+def comparable_identity(identity: dict) -> dict:
+    """``identity`` with options that draw the same output spelled one way, for comparison only:
+    splits in their canonical order, the line width as what OpenCV is given (the thickness, and
+    the dot radius in fixed point, which the width sets on its own)."""
+    options = identity.get("options") if isinstance(identity, dict) else None
+    if not isinstance(options, dict):
+        return identity
+    options = dict(options)
+    if isinstance(options.get("splits"), list):
+        options["splits"] = sorted(options["splits"], key=lambda s: SPLITS.index(s) if s in SPLITS else len(SPLITS))
+    render = options.get("render")
+    if isinstance(render, dict) and isinstance(render.get("line_width"), (int, float)):
+        width, antialias = render["line_width"], bool(render.get("antialias", True))
+        drawn = (opencv_thickness(width, antialias), dot_radius(width))
+        options["render"] = {**render, "line_width": drawn}
+    return {**identity, "options": options}
 
 
 def _report_kept(dst: Path, kept: list[str], warn: Callable[[str], None]) -> None:
@@ -194,7 +214,7 @@ def _recognise_finished_build(
         for item in identity["inputs"]
     ]
     now = {"inputs": sorted(now_inputs, key=str), "options": identity["options"]}
-    if then != now:
+    if comparable_identity(then) != comparable_identity(now):
         raise OptionsChangedError(
             f"holds a finished build with other {describe_difference(then, now)}; "
             "rerun with --overwrite to replace it, or choose another output folder",

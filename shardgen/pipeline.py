@@ -25,6 +25,9 @@ from pathlib import Path
 from . import atomic, faults, manifest
 from .errors import InputError, Interrupted, OutputError, UsageError, WorkerError
 from .executor import StopOnSignals, new_pool, stop_pool, submit_task
+from .formats import is_drawing_file
+from .formats.ingest import check_sources, check_timed, drawing_task, filtered_counts, ingest_drawings
+from .formats.select import DrawingOptions
 from .fragments import PARTS_DIR, fragment_path, partial_path, seal_shard
 from .output import JOURNAL_FILE, fingerprint, locked, prepare_output, record_outputs, remove_leftovers
 from .plan import Shard, SplitPlan, plan_path, plan_split
@@ -36,6 +39,8 @@ from .write import Journal, ShardRecord, file_digest, output_error
 
 ON_ERROR = ("skip-sketches", "skip", "fail")
 CHUNK_BYTES = 32 << 20  # the most output one chunk task writes (see chunk_samples)
+CHUNK_SAMPLES = (256, 4096)  # the default chunk size's range
+CHUNKS_PER_WORKER = 8
 
 
 @dataclass(frozen=True)
@@ -49,10 +54,12 @@ class BuildOptions:
     seed: int = 0
     shuffle: bool = True
     on_error: str = "skip-sketches"
+    drawings: DrawingOptions = field(default_factory=DrawingOptions)  # QuickDraw inputs: splits, filters
 
     def check(self) -> None:
         try:
             self.render.check()
+            self.drawings.check()
         except ValueError as error:
             raise UsageError(str(error)) from None
         if self.shard_size < 1:
@@ -76,6 +83,7 @@ class BuildOptions:
             "seed": self.seed,
             "shuffle": self.shuffle,
             "on_error": self.on_error,
+            **({"drawings": self.drawings.to_dict()} if self.drawings.to_dict() else {}),
         }
 
 
@@ -121,11 +129,11 @@ def build(
     *,
     procs: int | None = None,
     executor: Executor | None = None,
-    chunk_size: int = 256,
+    chunk_size: int | None = None,
     overwrite: bool = False,
     reporter: Reporter | None = None,
 ) -> BuildResult:
-    """Build WebDataset shards in ``dst`` from the ``.npz`` files in ``src``; resumes if it can.
+    """Build WebDataset shards in ``dst`` from the sketch files in ``src``; resumes if it can.
 
     ``executor`` may be any ``concurrent.futures.Executor`` whose workers can import shardgen and
     read ``dst``; by default a process pool of ``procs`` workers (all cores) is created, and if one
@@ -135,12 +143,13 @@ def build(
     the shard being written is discarded, completed shards stay, and :class:`Interrupted` is raised.
     """
     options.check()
-    if chunk_size < 1:
+    if chunk_size is not None and chunk_size < 1:
         raise UsageError(f"chunk size must be at least 1, got {chunk_size}")
     procs = procs or os.cpu_count() or 1
     reporter = reporter or Reporter()
     src, dst = Path(src), Path(dst)
     sources = discover(src)
+    check_sources(sources, options.drawings, options.render.color)
     with StopOnSignals() as signals, locked(dst):
         state = prepare_output(dst, sources, options, overwrite, reporter.warn)
         started = time.perf_counter()
@@ -163,6 +172,12 @@ def build(
                 if attempt + 1 == attempts:
                     raise
                 reporter.warn(f"{error}; retrying once in a fresh worker pool")
+            except Exception:
+                # A stop signal to the group also reaches the fork server: starting a worker then
+                # fails (EOFError), or a file operation is cut short. The signal is the cause.
+                if signals.received is not None:
+                    raise Interrupted(signals.received) from None
+                raise
             finally:
                 if executor is None:
                     stop_pool(pool, kill=failed and not broken)
@@ -198,6 +213,7 @@ async def _build(sources, dst, state, options, executor, inflight, chunk_size, r
     loop = asyncio.get_running_loop()
     records, skipped_files = await _ingest_all(sources, state, options, executor, loop, reporter)
     kept = [(source, record) for source, record in zip(sources, records) if record is not None]
+    check_timed(kept, options.render.color)
     splits = splits_present(kept, options)
     layout = {
         "classes": [record.category for _, record in kept],
@@ -212,7 +228,7 @@ async def _build(sources, dst, state, options, executor, inflight, chunk_size, r
             seed=options.seed,
             shuffle=options.shuffle,
             shard_size=options.shard_size,
-            chunk_size=chunk_samples(chunk_size, options.render),
+            chunk_size=chunk_samples(chunk_size, options.render, sum(layout["counts"][split]), inflight // 2),
         )
         for split in splits
     }
@@ -244,6 +260,8 @@ async def _build(sources, dst, state, options, executor, inflight, chunk_size, r
         skipped_files=skipped_files,
         class_counts=layout["counts"],
     )
+    if options.drawings.filters:
+        result_manifest["filtered"] = filtered_counts([record for _, record in kept])
     try:
         manifest.write_index(dst, result_manifest, by_split)
     except OSError as error:
@@ -251,13 +269,18 @@ async def _build(sources, dst, state, options, executor, inflight, chunk_size, r
     return BuildResult(dst, result_manifest, tally.images, len(tally.sealed), reused, 0.0)
 
 
-def chunk_samples(chunk_size: int, render: RenderOptions) -> int:
-    """``chunk_size``, or fewer samples where their output would exceed ``CHUNK_BYTES``.
+def chunk_samples(chunk_size: int | None, render: RenderOptions, count: int, procs: int) -> int:
+    """Samples per chunk task: ``chunk_size``, or by default enough for ``CHUNKS_PER_WORKER`` chunks
+    a worker (within ``CHUNK_SAMPLES``); fewer where their output would exceed ``CHUNK_BYTES``.
 
-    In-flight work is bounded in bytes as well as in tasks: at most ``2 * procs`` chunks are out,
-    each at most ``CHUNK_BYTES`` of fragment on disk, while a worker holds one image at a time.
-    Chunks never change the output's bytes.
+    The parent's cost is per task (~0.1-0.4 ms of its CPU each, measured), so chunks are as large
+    as keeping every worker busy allows. In-flight work is bounded in bytes as well as in tasks: at
+    most ``2 * procs`` chunks are out, each at most ``CHUNK_BYTES`` of fragment on disk, while a
+    worker holds one image at a time. Chunks never change the output's bytes.
     """
+    if chunk_size is None:
+        smallest, largest = CHUNK_SAMPLES
+        chunk_size = max(smallest, min(largest, -(-count // (CHUNKS_PER_WORKER * max(1, procs)))))
     raw = render.size * render.size * render.channels
     estimate = raw + 128 if render.format == "npy" else raw // 4  # encoded line drawings: far less
     return max(1, min(chunk_size, CHUNK_BYTES // estimate))
@@ -295,8 +318,11 @@ async def _ingest_all(sources, state, options, executor, loop, reporter):
             options.on_error,
             json.dumps([fingerprints[position], splits, options.limit, options.on_error]),
         )
+        read = ingest
+        if is_drawing_file(source.path):
+            task, read = drawing_task(task, options.drawings, options.seed), ingest_drawings
         try:
-            record = await submit_task(loop, executor, ingest, task)
+            record = await submit_task(loop, executor, read, task)
         except InputError as error:
             if options.on_error != "skip":
                 raise
@@ -366,11 +392,13 @@ async def _render_shards(
     stopping = False
 
     def stop_writer(task: asyncio.Future) -> None:
-        # A seal that could not write (disk full) stops the build now, not after every chunk.
-        if stopping or failures or task.cancelled() or not isinstance(task.exception(), OutputError):
+        # A seal that could not write (disk full) stops the build now, not after every chunk; a
+        # submitter that failed would leave the writer waiting for chunks that never come.
+        if stopping or failures or task.cancelled() or task.exception() is None:
             return
-        failures.append(task.exception())
-        writer.cancel()
+        if task is submitter or isinstance(task.exception(), OutputError):
+            failures.append(task.exception())
+            writer.cancel()
 
     async def submit() -> None:
         for shard in shards:
@@ -411,6 +439,7 @@ async def _render_shards(
         reporter.shard_done(record, time.perf_counter() - began)
 
     submitter = asyncio.ensure_future(submit())
+    submitter.add_done_callback(stop_writer)
     began: dict[str, float] = {}
     try:
         while (item := await queue.get()) is not None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -156,3 +158,66 @@ def test_workers_exit_when_the_build_process_alone_is_killed(sample_src, tmp_pat
         os.kill(pid, signal.SIGKILL)
     process.communicate()
     assert left == []
+
+
+def _children(pid: int) -> list[int]:
+    """Pids whose parent is ``pid``."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def _render_workers(build_pid: int) -> list[int]:
+    """The build's pool workers: the children of its fork server."""
+    return [worker for child in _children(build_pid) for worker in _children(child)]
+
+
+def _random_moment(seed: int, longest: float) -> float:
+    return random.Random(seed).uniform(0.0, longest)
+
+
+def _stderr_unless_hung(process: subprocess.Popen, timeout: float) -> str:
+    """Wait for ``process``; if it has not ended within ``timeout`` s it hung: kill its group and fail."""
+    try:
+        return process.communicate(timeout=timeout)[1]
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise AssertionError(f"the build did not end within {timeout} s") from None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(10))
+def test_worker_killed_at_a_random_moment_never_hangs_and_rerun_is_identical(
+    sample_src, reference_build, tmp_path, seed
+):
+    """SIGKILL of one worker at a seeded random moment of rendering: the build ends (retried or failed), never
+    hangs, and the rerun writes the reference bytes."""
+    dst = tmp_path / "out"
+    process = start_cli("build", sample_src, dst, *BUILD_ARGS)
+    wait_for((dst / ".shardgen" / "parts").exists, process)
+    time.sleep(_random_moment(seed, 0.8))
+    with contextlib.suppress(IndexError, ProcessLookupError):  # the build may be done already
+        os.kill(random.Random(seed).choice(_render_workers(process.pid)), signal.SIGKILL)
+    stderr = _stderr_unless_hung(process, timeout=120)
+    assert process.returncode in (0, 1) and "Traceback" not in stderr, stderr
+    assert_resumes_identically(sample_src, dst, reference_build, reused_at_least=0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(20))
+def test_sigterm_to_the_group_at_a_random_moment_exits_promptly(sample_src, tmp_path, seed):
+    """SIGTERM to the whole process group at a seeded random moment of a build: it exits (143, or 0 if it had
+    finished) within the timeout, without a traceback."""
+    process = start_cli("build", sample_src, tmp_path / "out", *BUILD_ARGS)
+    time.sleep(_random_moment(seed, 2.0))
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    stderr = _stderr_unless_hung(process, timeout=60)
+    assert process.returncode in (0, 143, -signal.SIGTERM) and "Traceback" not in stderr, stderr

@@ -113,3 +113,37 @@ def test_fault_specs_parse_and_unknown_ones_are_refused():
         faults.parse("worker-exitt:after=1")
     with pytest.raises(ValueError, match="stop needs"):
         faults.parse("stop:at=nowhere")
+
+
+def test_rerun_with_splits_in_another_order_resumes(sample_src, tmp_path):
+    """--splits valid,test then test,valid is the same build: the rerun reuses it instead of refusing."""
+    args = ("--procs", "1", "--size", "32", "--no-progress", "--json")
+    assert run_cli("build", sample_src, tmp_path / "out", *args, "--splits", "valid,test").returncode == 0
+    rerun = run_cli("build", sample_src, tmp_path / "out", *args, "--splits", "test,valid")
+    assert rerun.returncode == 0, rerun.stderr
+    assert json.loads(rerun.stdout)["shards_written"] == 0
+
+
+@pytest.mark.parametrize("width, same", [(6.4, True), (6.4 + 1e-4, True), (6.0, False), (7.9, False)])
+def test_line_widths_compare_by_what_they_draw(width, same):
+    """Two line widths are the same build option when they draw the same OpenCV thickness and dot size."""
+    from shardgen.output import comparable_identity
+
+    def identity(line_width: float) -> dict:
+        options = BuildOptions(render=RenderOptions(size=256, line_width=line_width))
+        return {"inputs": [], "options": options.to_dict()}
+
+    assert (comparable_identity(identity(6.4)) == comparable_identity(identity(width))) is same
+
+
+@pytest.mark.parametrize("name, size", [("strokes", 100), ("offsets", 200)], ids=["in-header", "in-data"])
+def test_truncated_store_file_is_repacked_on_resume(sample_src, reference_build, tmp_path, name, size):
+    """A store file cut short before a rerun is detected and re-packed; the resumed build is byte-identical."""
+    dst = tmp_path / "out"
+    assert run_cli("build", sample_src, dst, *BUILD_ARGS).returncode == 0
+    with open(dst / ".shardgen" / "store" / "train" / f"00001.{name}.npy", "r+b") as store_file:
+        store_file.truncate(size)
+    (dst / "train-000000.tar").unlink()
+    rerun = run_cli("build", sample_src, dst, *BUILD_ARGS)
+    assert rerun.returncode == 0 and "Traceback" not in rerun.stderr, rerun.stderr
+    assert shard_bytes(dst) == shard_bytes(reference_build)
