@@ -24,7 +24,7 @@ SHIFT = 8
 FORMATS = ("png", "jpg", "webp", "npy")
 COLORS = ("black", "random", "order")
 # "isal" is shardgen's own PNG writer (``png.py``). "opencv" is the encoder before it, kept only so
-# that scripts/bench can measure both in one run: not a command-line option.
+# that scripts/bench can measure both in one run (``--png-encoder``, hidden from ``--help``).
 PNG_ENCODERS = ("isal", "opencv")
 # The opencv encoder's PNG row filter and zlib strategy. Line drawings on a flat background
 # compress best unfiltered with run-length matching: measured on 256 px sketches, no filter + Z_RLE
