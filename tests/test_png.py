@@ -136,7 +136,12 @@ def test_a_wrong_crc_is_caught_by_pillow():
 
 @pytest.mark.parametrize(
     "image",
-    [np.zeros((4, 4), np.uint16), np.zeros((4, 4, 4), np.uint8), np.zeros((4, 4, 3, 1), np.uint8), np.zeros((0, 4))],
+    [
+        np.zeros((4, 4), np.uint16),
+        np.zeros((4, 4, 4), np.uint8),
+        np.zeros((4, 4, 3, 1), np.uint8),
+        np.zeros((0, 4), np.uint8),
+    ],
     ids=["uint16", "4 channels", "4 dimensions", "empty"],
 )
 def test_images_it_cannot_store_are_refused(image):
