@@ -91,9 +91,31 @@ def sample(
 @app.command()
 @reports_errors
 def build(
-    src: Path = typer.Argument(..., help="Folder of sketch-rnn .npz files (one category per file)."),
+    src: str = typer.Argument(
+        ..., help="Folder of sketch-rnn .npz files (one category per file), or an fsspec URL (s3://bucket/npz)."
+    ),
     dst: Path = typer.Argument(..., help="Output folder for shards, manifest.json and wids indexes."),
-    procs: int = typer.Option(os.cpu_count() or 1, "--procs", "-p", help="Worker processes.", show_default="all cores"),
+    procs: Optional[int] = typer.Option(
+        None,
+        "--procs",
+        "-p",
+        help="Worker processes (with --scheduler: tasks in flight).",
+        show_default="all cores (with --scheduler: the cluster's threads)",
+    ),
+    scheduler: Optional[str] = typer.Option(
+        None,
+        "--scheduler",
+        help="Render on the Dask cluster whose scheduler is at ADDRESS (tcp://host:8786) instead of local "
+        "processes; needs shardgen[dask].",
+        show_default="local processes",
+    ),
+    storage_option: list[str] = typer.Option(
+        [],
+        "--storage-option",
+        help="KEY=VALUE passed to fsspec for URLs (repeatable; JSON values such as true or 3 are parsed), "
+        "e.g. endpoint_url=http://127.0.0.1:9000.",
+        show_default=False,
+    ),
     size: int = typer.Option(256, "--size", help="Image width and height in pixels."),
     line_width: Optional[float] = typer.Option(
         None, "--line-width", help="Stroke width in pixels (rounded to whole pixels).", show_default="2.5% of size"
@@ -156,6 +178,7 @@ def build(
     """Render every sketch in SRC into WebDataset tar shards in DST (resumes an interrupted build)."""
     from .dryrun import plan_build
     from .errors import UsageError
+    from .location import parse_storage_options
     from .pipeline import BuildOptions
     from .pipeline import build as run_build
     from .render import RenderOptions
@@ -181,7 +204,7 @@ def build(
         shuffle=shuffle,
         on_error=on_error,
     )
-    if procs < 1:
+    if procs is not None and procs < 1:
         raise UsageError(f"--procs must be at least 1, got {procs}; leave it out to use every core")
     if quiet and verbose:
         raise UsageError("--quiet and --verbose contradict each other; pass one of them")
@@ -196,7 +219,15 @@ def build(
         return
     with ProgressReporter(enabled=progress, verbosity=verbosity) as reporter:
         result = run_build(
-            src, dst, options, procs=procs, chunk_size=chunk_size, overwrite=overwrite, reporter=reporter
+            src,
+            dst,
+            options,
+            procs=procs,
+            scheduler=scheduler,
+            storage_options=parse_storage_options(storage_option),
+            chunk_size=chunk_size,
+            overwrite=overwrite,
+            reporter=reporter,
         )
     if as_json or not quiet:
         print_summary(result, as_json=as_json)

@@ -22,8 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import atomic, faults, manifest
+from .cluster import DaskExecutor, connect
 from .errors import InputError, Interrupted, OptionsChangedError, UsageError, WorkerError
 from .executor import StopOnSignals, new_pool, stop_pool, submit_task
+from .location import Location, is_url
 from .plan import Shard, SplitPlan, plan_path, plan_split
 from .read import SPLITS, SourceFile, discover
 from .render import RenderOptions
@@ -113,12 +115,14 @@ class BuildResult:
 
 
 def build(
-    src: Path,
-    dst: Path,
+    src: Path | str,
+    dst: Path | str,
     options: BuildOptions = BuildOptions(),
     *,
     procs: int | None = None,
     executor: Executor | None = None,
+    scheduler: str | None = None,
+    storage_options: dict | None = None,
     chunk_size: int = 256,
     overwrite: bool = False,
     reporter: Reporter | None = None,
@@ -127,7 +131,9 @@ def build(
 
     ``executor`` may be any ``concurrent.futures.Executor`` whose workers can import shardgen and
     read ``dst``; by default a process pool of ``procs`` workers (all cores) is created, and if one
-    of its workers dies the build resumes once in a fresh pool before giving up.
+    of its workers dies the build resumes once in a fresh pool before giving up. ``scheduler``
+    (``tcp://host:8786``) runs the tasks on that Dask cluster instead (see :mod:`shardgen.cluster`).
+    ``src`` may be an fsspec URL (``s3://bucket/npz``), reached with ``storage_options``.
 
     SIGINT and SIGTERM (in the main thread) stop the build cleanly: pending chunks are cancelled,
     the shard being written is discarded, completed shards stay, and :class:`Interrupted` is raised.
@@ -135,12 +141,34 @@ def build(
     options.check()
     if chunk_size < 1:
         raise UsageError(f"chunk size must be at least 1, got {chunk_size}")
+    if scheduler is not None:
+        if executor is not None:
+            raise UsageError("pass either an executor or a Dask scheduler address, not both")
+        dask = connect(scheduler)
+        try:  # workers resolve relative paths against their own folder: give them absolute ones
+            return build(
+                src if is_url(src) else Path(src).absolute(),
+                Path(dst).absolute(),
+                options,
+                procs=procs or dask.threads,
+                executor=dask,
+                storage_options=storage_options,
+                chunk_size=chunk_size,
+                overwrite=overwrite,
+                reporter=reporter,
+            )
+        finally:
+            dask.shutdown(cancel_futures=True)
+    if is_url(dst):
+        raise UsageError("an output URL is not supported yet; build into a folder and copy it", dst)
     procs = procs or os.cpu_count() or 1
     reporter = reporter or Reporter()
-    src, dst = Path(src), Path(dst)
-    sources = discover(src)
+    src, dst = (src if is_url(src) else Path(src)), Path(dst)
+    sources = discover(src, storage_options)
     with StopOnSignals() as signals:
         state = prepare_output(dst, sources, options, overwrite)
+        if isinstance(executor, DaskExecutor):
+            executor.check_reach(Location.of(state))
         started = time.perf_counter()
         tally = _Tally()
         attempts = 1 if executor is not None else 2
@@ -195,11 +223,7 @@ def _run_to_completion(coroutine):
 
 def fingerprint(sources: list[SourceFile]) -> list[dict]:
     """Identify the inputs cheaply (name, size, mtime), as make and rsync do."""
-    out = []
-    for source in sources:
-        stat = source.path.stat()
-        out.append({"file": source.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns})
-    return out
+    return [{"file": source.name, **source.folder.identity(source.name)} for source in sources]
 
 
 def prepare_output(dst: Path, sources: list[SourceFile], options: BuildOptions, overwrite: bool) -> Path:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .errors import InputError, UsageError
+from .location import Location, is_url, storage_error
 from .npz import read_npz
 
 SPLITS = ("train", "valid", "test")
@@ -24,14 +25,21 @@ MAX_COORDINATE = 1e12
 
 @dataclass(frozen=True)
 class SourceFile:
-    """One input file and the category it holds."""
+    """One input file and the category it holds; ``path`` is a local path or an fsspec URL."""
 
-    path: Path
+    path: Path | str
     category: str
+    storage_options: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def name(self) -> str:
-        return self.path.name
+        return self.path.name if isinstance(self.path, Path) else self.path.rsplit("/", 1)[-1]
+
+    @property
+    def folder(self) -> Location:
+        """Where the file lives, to open or fingerprint it (see :mod:`shardgen.location`)."""
+        parent = self.path.parent if isinstance(self.path, Path) else self.path.rsplit("/", 1)[0]
+        return Location.of(parent, self.storage_options)
 
 
 def category_name(path: Path) -> str:
@@ -41,22 +49,42 @@ def category_name(path: Path) -> str:
     return re.sub(r"^sketchrnn_", "", stem)
 
 
-def discover(src: Path) -> list[SourceFile]:
-    """All ``*.npz`` files directly in ``src``, sorted by category; one category per file."""
+def discover(src: Path | str, storage_options: dict | None = None) -> list[SourceFile]:
+    """All ``*.npz`` files directly in ``src`` (a folder or an fsspec URL), sorted by category; one
+    category per file."""
+    if is_url(src):
+        return _discover_url(str(src), storage_options or {})
     src = Path(src)
     if not src.exists():
         raise UsageError("input folder does not exist", src)
     if not src.is_dir():
         raise UsageError("input must be a folder of .npz files, not a file", src)
     files = sorted(p for p in src.glob("*.npz") if p.is_file())
+    return _sources(src, files, {})
+
+
+def _discover_url(src: str, storage_options: dict) -> list[SourceFile]:
+    folder = Location.of(src, storage_options)
+    try:
+        names = folder.list() if folder.is_dir() else None
+    except (OSError, ValueError) as error:
+        raise storage_error(error, src, "list the input folder") from None
+    if names is None:
+        raise UsageError("input folder does not exist (or is a file)", src)
+    return _sources(src, [folder.url(name) for name in names if name.endswith(".npz")], storage_options)
+
+
+def _sources(src: Path | str, files: list, storage_options: dict) -> list[SourceFile]:
     if not files:
         raise UsageError(
             "no .npz files found in the input folder; point SRC at the folder holding the sketch-rnn "
             "files, or write sample ones with `shardgen sample DIR`",
             src,
         )
-    sources = sorted((SourceFile(p, category_name(p)) for p in files), key=lambda s: s.category)
-    seen: dict[str, Path] = {}
+    sources = sorted(
+        (SourceFile(p, category_name(Path(str(p))), storage_options) for p in files), key=lambda s: s.category
+    )
+    seen: dict[str, SourceFile] = {}
     for source in sources:
         if source.category in seen:
             raise UsageError(
@@ -64,7 +92,7 @@ def discover(src: Path) -> list[SourceFile]:
                 f"{source.category!r}; keep one of them",
                 src,
             )
-        seen[source.category] = source.path
+        seen[source.category] = source
     return sources
 
 
