@@ -183,8 +183,10 @@ class Location:
             try:
                 with self.open_read(name) as remote, open(copy, "wb") as local:
                     shutil.copyfileobj(remote, local, COPY_BLOCK)
-            except (OSError, ValueError) as error:
-                raise InputError(f"cannot read: {error}", self.url(name)) from None
+            except Exception as error:
+                if not is_storage_error(error):
+                    raise
+                raise InputError(f"cannot read: {reason(error)}", self.url(name)) from None
             try:
                 yield copy
             except ShardgenError as error:
@@ -193,7 +195,20 @@ class Location:
                 raise
 
 
+# Packages whose exceptions mean "the storage failed" (botocore's are not OSErrors).
+_STORAGE_PACKAGES = ("botocore", "aiobotocore", "aiohttp", "s3fs", "gcsfs", "google", "fsspec")
+
+
+def is_storage_error(error: BaseException) -> bool:
+    """Whether ``error`` came from reaching storage (a refused connection, bad credentials, ...)."""
+    return isinstance(error, (OSError, ValueError)) or type(error).__module__.split(".")[0] in _STORAGE_PACKAGES
+
+
+def reason(error: BaseException) -> str:
+    """The first line of an error's message, or its type when it has none."""
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
 def storage_error(error: Exception, target: str | Path, doing: str) -> OutputError:
-    """An error from fsspec or its backend (not always an ``OSError``: botocore has its own tree)."""
-    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-    return OutputError(f"cannot {doing}: {reason}", target)
+    """An error from writing output through fsspec or its backend, as one line naming ``target``."""
+    return OutputError(f"cannot {doing}: {reason(error)}", target)

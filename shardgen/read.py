@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError, UsageError
-from .location import Location, is_url, storage_error
+from .location import Location, is_storage_error, is_url, reason
 from .npz import read_npz
 
 SPLITS = ("train", "valid", "test")
@@ -67,8 +67,10 @@ def _discover_url(src: str, storage_options: dict) -> list[SourceFile]:
     folder = Location.of(src, storage_options)
     try:
         names = folder.list() if folder.is_dir() else None
-    except (OSError, ValueError) as error:
-        raise storage_error(error, src, "list the input folder") from None
+    except Exception as error:
+        if not is_storage_error(error):
+            raise
+        raise InputError(f"cannot list the input folder: {reason(error)}", src) from None
     if names is None:
         raise UsageError("input folder does not exist (or is a file)", src)
     return _sources(src, [folder.url(name) for name in names if name.endswith(".npz")], storage_options)

@@ -113,6 +113,18 @@ class MotoServer:
             "AWS_DEFAULT_REGION": "us-east-1",
         }
 
+    def filesystem(self):
+        """An s3fs filesystem on this server, to put inputs up and look at what a build wrote."""
+        import s3fs
+
+        return s3fs.S3FileSystem(
+            endpoint_url=self.endpoint,
+            key="testing",
+            secret="testing",
+            skip_instance_cache=True,
+            use_listings_cache=False,
+        )
+
     def reset(self) -> None:
         """Forget every bucket and object (moto's own reset endpoint)."""
         request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")

@@ -1,0 +1,95 @@
+"""Inputs and outputs behind fsspec URLs: a real S3 endpoint (moto_server) gives the same build as a folder."""
+
+from __future__ import annotations
+
+import pytest
+
+from shardgen.errors import UsageError
+from shardgen.location import Location, parse_storage_options
+from tests.helpers import BUILD_ARGS, run_cli, shard_bytes
+
+
+@pytest.mark.parametrize(
+    ("items", "expected"),
+    [
+        (["anon=true"], {"anon": True}),
+        (["endpoint_url=http://127.0.0.1:9000"], {"endpoint_url": "http://127.0.0.1:9000"}),
+        (
+            ["max_concurrency=4", 'client_kwargs={"region_name": "eu-west-1"}'],
+            {"max_concurrency": 4, "client_kwargs": {"region_name": "eu-west-1"}},
+        ),
+        (["profile=a=b"], {"profile": "a=b"}),
+    ],
+    ids=["bool", "string", "number-and-object", "equals-in-value"],
+)
+def test_storage_options_parse_json_values(items, expected):
+    """KEY=VALUE pairs become fsspec keyword arguments; values that are JSON are parsed."""
+    assert parse_storage_options(items) == expected
+
+
+@pytest.mark.parametrize("item", ["anon", "=true"], ids=["no-equals", "no-key"])
+def test_storage_option_without_key_is_a_usage_error(item):
+    """A storage option that is not KEY=VALUE is refused, naming it."""
+    with pytest.raises(UsageError, match=repr(item)):
+        parse_storage_options([item])
+
+
+def test_local_location_writes_atomically_and_lists_files(tmp_path):
+    """A local Location writes small objects through a temp file and lists only finished files."""
+    folder = Location.of(tmp_path)
+    folder.write_atomic("a.json", b"{}")
+    (tmp_path / "sub").mkdir()
+    assert folder.list() == ["a.json"] and folder.read_bytes("a.json") == b"{}"
+    folder.delete("a.json")
+    folder.delete("a.json")  # deleting what is gone is not an error
+    assert folder.list() == []
+
+
+def upload(moto, local, url: str) -> None:
+    fs = moto.filesystem()
+    bucket = url.split("://", 1)[1].split("/", 1)[0]
+    if not fs.exists(bucket):
+        fs.mkdir(bucket)
+    fs.put(f"{local}/", f"{url}/", recursive=True)
+
+
+@pytest.mark.slow
+def test_s3_source_builds_the_same_shards(sample_src, reference_build, moto, tmp_path):
+    """SRC s3://bucket/npz (endpoint and keys from the AWS_* environment) builds what the local folder builds."""
+    upload(moto, sample_src, "s3://src-env/npz")
+    dst = tmp_path / "out"
+    result = run_cli("build", "s3://src-env/npz", dst, *BUILD_ARGS, env=moto.env)
+    assert result.returncode == 0, result.stderr
+    assert shard_bytes(dst) == shard_bytes(reference_build)
+
+
+@pytest.mark.slow
+def test_storage_options_reach_the_workers(sample_src, reference_build, moto, tmp_path):
+    """--storage-option endpoint_url=... alone (no AWS_ENDPOINT_URL) lets discovery and every worker read S3."""
+    upload(moto, sample_src, "s3://src-options/npz")
+    env = {**moto.env, "AWS_ENDPOINT_URL": ""}
+    dst = tmp_path / "out"
+    option = f"endpoint_url={moto.endpoint}"
+    result = run_cli("build", "s3://src-options/npz", dst, *BUILD_ARGS, "--storage-option", option, env=env)
+    assert result.returncode == 0, result.stderr
+    assert shard_bytes(dst) == shard_bytes(reference_build)
+
+
+def test_missing_s3_input_folder_is_one_line(moto, tmp_path):
+    """An S3 prefix that holds nothing: the usual one-line usage error naming the URL."""
+    moto.filesystem().mkdir("src-missing")
+    result = run_cli("build", "s3://src-missing/npz", tmp_path / "out", env=moto.env)
+    assert result.returncode == UsageError.exit_code
+    assert result.stderr.strip() == "shardgen: error: s3://src-missing/npz: input folder does not exist (or is a file)"
+
+
+def test_open_dataset_streams_each_sample_once_from_s3(small_build, moto, monkeypatch):
+    """open_dataset("s3://...", "train") reads the shards through fsspec: every sample once, as read locally."""
+    from shardgen import open_dataset
+
+    upload(moto, small_build, "s3://read-back/shards")
+    for key, value in moto.env.items():
+        monkeypatch.setenv(key, value)
+    remote = [(meta["class"], meta["index"]) for _, _, meta in open_dataset("s3://read-back/shards", metadata=True)]
+    local = [(meta["class"], meta["index"]) for _, _, meta in open_dataset(small_build, metadata=True)]
+    assert len(set(remote)) == len(remote) and sorted(remote) == sorted(local)
