@@ -94,7 +94,9 @@ def build(
     src: str = typer.Argument(
         ..., help="Folder of sketch-rnn .npz files (one category per file), or an fsspec URL (s3://bucket/npz)."
     ),
-    dst: Path = typer.Argument(..., help="Output folder for shards, manifest.json and wids indexes."),
+    dst: str = typer.Argument(
+        ..., help="Output folder for shards, manifest.json and wids indexes, or an fsspec URL (s3://bucket/shards)."
+    ),
     procs: Optional[int] = typer.Option(
         None,
         "--procs",
@@ -114,7 +116,14 @@ def build(
         "--storage-option",
         help="KEY=VALUE passed to fsspec for URLs (repeatable; JSON values such as true or 3 are parsed), "
         "e.g. endpoint_url=http://127.0.0.1:9000.",
-        show_default=False,
+        show_default="none",
+    ),
+    work_dir: Optional[Path] = typer.Option(
+        None,
+        "--work-dir",
+        help="With DST a URL: local folder for the packed store, plan and chunk fragments (a shared "
+        "filesystem with --scheduler).",
+        show_default="a folder under the system temp dir, named after DST",
     ),
     size: int = typer.Option(256, "--size", help="Image width and height in pixels."),
     line_width: Optional[float] = typer.Option(
@@ -210,7 +219,7 @@ def build(
         raise UsageError("--quiet and --verbose contradict each other; pass one of them")
     verbosity = QUIET if quiet else VERBOSE if verbose else NORMAL
     if dry_run:
-        if dst.exists() and not dst.is_dir():
+        if Path(dst).exists() and not Path(dst).is_dir():
             raise UsageError("output must be a folder, but a file exists there", dst)
         with ProgressReporter(enabled=progress, verbosity=verbosity) as reporter:
             plan = plan_build(src, options, reporter=reporter)
@@ -225,6 +234,7 @@ def build(
             procs=procs,
             scheduler=scheduler,
             storage_options=parse_storage_options(storage_option),
+            work_dir=work_dir,
             chunk_size=chunk_size,
             overwrite=overwrite,
             reporter=reporter,

@@ -14,8 +14,9 @@ which inherit the environment). It holds ``;``-separated specs, each ``kind`` or
 - ``stop:at=POINT,n=K``: the ``K``-th time (0-based, per process) POINT is reached, write the
   file named by ``marker=PATH`` (or ``SHARDGEN_FAULT_MARKER``) and hang until killed. POINT is
   ``ingest`` (worker, arrays of a class written but not its record), ``append`` (parent, a chunk
-  appended to a ``.partial``), ``rename`` (parent, shard fsynced, not yet renamed) or ``journal``
-  (parent, shard renamed, not yet in the journal).
+  appended to a ``.partial``), ``rename`` (parent, shard fsynced, not yet renamed), ``upload``
+  (worker, DST a URL: shard sealed locally, not yet uploaded) or ``journal`` (parent, shard
+  renamed or uploaded, not yet in the journal).
 
 With the variable unset, ``ACTIVE`` is false and each call site costs one ``if`` per chunk, shard
 or file, never per image.
@@ -29,7 +30,7 @@ import time
 from pathlib import Path
 
 KINDS = ("worker-exit", "sleep-per-chunk", "enospc", "readonly", "stop")
-POINTS = ("ingest", "append", "rename", "journal")
+POINTS = ("ingest", "append", "rename", "upload", "journal")
 
 
 def parse(text: str | None) -> dict[str, dict[str, str]]:

@@ -110,14 +110,26 @@ class Location:
         fs, path = self._remote("")
         return fs.isdir(path)
 
-    def list(self) -> list[str]:
-        """Names of the files directly in this folder, sorted."""
+    def is_file(self) -> bool:
         if self.is_local:
-            return sorted(p.name for p in self.path().iterdir() if p.is_file())
+            return self.path().is_file()
+        fs, path = self._remote("")
+        return fs.isfile(path)
+
+    def list(self, files_only: bool = True) -> list[str]:
+        """Names of the files (or of every entry) directly in this folder, sorted; none if it is missing."""
+        if self.is_local:
+            if not self.path().is_dir():
+                return []
+            return sorted(p.name for p in self.path().iterdir() if p.is_file() or not files_only)
         fs, root = self._remote("")
         fs.invalidate_cache(root)  # listings are cached per filesystem instance; we want today's
-        entries = fs.ls(root, detail=True)
-        return sorted(e["name"].rstrip("/").rsplit("/", 1)[-1] for e in entries if e.get("type") == "file")
+        try:
+            entries = fs.ls(root, detail=True)
+        except FileNotFoundError:
+            return []
+        names = (e["name"].rstrip("/").rsplit("/", 1)[-1] for e in entries if e.get("type") == "file" or not files_only)
+        return sorted(names)
 
     def identity(self, name: str) -> dict:
         """Size and version of a file, to notice a changed input (mtime locally, ETag or mtime remotely)."""
@@ -168,6 +180,15 @@ class Location:
         fs, path = self._remote(name)
         with contextlib.suppress(FileNotFoundError):
             fs.rm_file(path)
+
+    def remove_tree(self, name: str) -> None:
+        """Delete the folder ``name`` and everything in it, if it exists."""
+        if self.is_local:
+            shutil.rmtree(self.path(name), ignore_errors=True)
+            return
+        fs, path = self._remote(name)
+        with contextlib.suppress(FileNotFoundError):
+            fs.rm(path, recursive=True)
 
     @contextlib.contextmanager
     def local_copy(self, name: str) -> Iterator[Path]:

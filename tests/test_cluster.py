@@ -42,7 +42,7 @@ def test_cluster_build_equals_local_build(sample_src, reference_build, dask_clus
 @pytest.mark.slow
 def test_killed_worker_build_completes_identically(sample_src, reference_build, tmp_path):
     """SIGKILL one of two Dask workers mid-build: its tasks rerun on the other, the output is identical."""
-    slow = {"SHARDGEN_FAULT": "sleep-per-chunk:seconds=0.1"}
+    slow = {"SHARDGEN_FAULT": "sleep-per-chunk:seconds=0.05"}
     with dask_cluster(tmp_path / "dask", workers=2, env=slow) as dask:
         dst = tmp_path / "out"
         build = start_cli("build", sample_src, dst, *CLUSTER_ARGS, "--scheduler", dask.address)
