@@ -135,7 +135,7 @@ def mp_context() -> multiprocessing.context.BaseContext:
     return context
 
 
-def submit_task(loop: asyncio.AbstractEventLoop, executor: Executor, fn, arg) -> asyncio.Future:
+def submit_task(loop: asyncio.AbstractEventLoop, executor: Executor, fn, *args) -> asyncio.Future:
     """Like ``loop.run_in_executor``, but cancelling the returned future leaves the task alone.
 
     Work that is not needed any more is cancelled by shutting our own pool down. Cancelling
@@ -158,5 +158,5 @@ def submit_task(loop: asyncio.AbstractEventLoop, executor: Executor, fn, arg) ->
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
             loop.call_soon_threadsafe(copy, source)
 
-    executor.submit(fn, arg).add_done_callback(on_done)
+    executor.submit(fn, *args).add_done_callback(on_done)
     return done

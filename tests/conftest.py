@@ -44,11 +44,12 @@ def reference_build(sample_src, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def dask_cluster(tmp_path_factory):
-    """A real ``dask scheduler`` and two ``dask worker --nworkers 1 --nthreads 1`` on 127.0.0.1."""
+def dask_cluster(tmp_path_factory, moto):
+    """A real ``dask scheduler`` and two ``dask worker --nworkers 1 --nthreads 1`` on 127.0.0.1,
+    whose AWS_* environment points at the ``moto`` S3 server."""
     from tests.servers import dask_cluster
 
-    with dask_cluster(tmp_path_factory.mktemp("dask")) as cluster:
+    with dask_cluster(tmp_path_factory.mktemp("dask"), env=moto.env) as cluster:
         yield cluster
 
 

@@ -125,6 +125,20 @@ class MotoServer:
             use_listings_cache=False,
         )
 
+    def upload(self, local: Path, url: str) -> None:
+        """Copy a local folder's files to ``url`` (``s3://bucket/prefix``), making the bucket if needed."""
+        fs = self.filesystem()
+        bucket = url.split("://", 1)[1].split("/", 1)[0]
+        if not fs.exists(bucket):
+            fs.mkdir(bucket)
+        fs.put(f"{local}/", f"{url}/", recursive=True)
+
+    def objects(self, prefix: str) -> dict[str, bytes]:
+        """Every object directly under ``prefix`` (``bucket/folder``), by name."""
+        fs = self.filesystem()
+        paths = sorted(path for path in fs.ls(prefix, detail=False) if fs.isfile(path))
+        return {path.rsplit("/", 1)[1]: fs.cat_file(path) for path in paths}
+
     def reset(self) -> None:
         """Forget every bucket and object (moto's own reset endpoint)."""
         request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")

@@ -11,16 +11,11 @@ import pytest
 
 from shardgen import cluster
 from shardgen.errors import InputError, UsageError, WorkerError
-from tests.helpers import BUILD_ARGS, ROOT, leftovers, run_cli, shard_bytes, start_cli, wait_for
+from tests.helpers import BUILD_ARGS, ROOT, leftovers, published_files, run_cli, shard_bytes, start_cli, wait_for
 from tests.servers import dask_cluster
 
 # BUILD_ARGS without --procs: on a cluster, tasks in flight default to the cluster's threads.
 CLUSTER_ARGS = tuple(arg for arg in BUILD_ARGS if arg not in ("--procs", "2"))
-
-
-def output_files(dst) -> dict[str, bytes]:
-    """Every file a build publishes (shards, manifest, wids indexes), by name."""
-    return {p.name: p.read_bytes() for p in sorted(dst.iterdir()) if p.is_file()}
 
 
 def assert_one_line_error(stderr: str, *fragments: str) -> None:
@@ -36,7 +31,7 @@ def test_cluster_build_equals_local_build(sample_src, reference_build, dask_clus
     dst = tmp_path / "out"
     result = run_cli("build", sample_src, dst, *CLUSTER_ARGS, "--scheduler", dask_cluster.address)
     assert result.returncode == 0, result.stderr + dask_cluster.logs()
-    assert output_files(dst) == output_files(reference_build)
+    assert published_files(dst) == published_files(reference_build)
 
 
 @pytest.mark.slow
@@ -51,7 +46,7 @@ def test_killed_worker_build_completes_identically(sample_src, reference_build, 
         _, stderr = build.communicate(timeout=300)
         assert build.returncode == 0, stderr + dask.logs()
         assert dask.workers[0].wait(10) != 0
-    assert output_files(dst) == output_files(reference_build)
+    assert published_files(dst) == published_files(reference_build)
     assert leftovers(dst) == []
 
 
@@ -118,3 +113,31 @@ def test_killed_worker_becomes_worker_error():
 
     error = cluster.translate_error(KilledWorker("render_chunk-1", None, 3))
     assert isinstance(error, WorkerError) and "rerun to resume" in str(error)
+
+
+@pytest.mark.slow
+def test_cluster_builds_s3_to_s3(sample_src, reference_build, moto, tmp_path):
+    """Workers with the AWS_* environment read s3://.../npz and upload the shards: the objects equal a local build."""
+
+    moto.upload(sample_src, "s3://cluster-s3/npz")
+    with dask_cluster(tmp_path / "dask", workers=2, env=moto.env) as dask:
+        args = ("s3://cluster-s3/npz", "s3://cluster-s3/shards", "--work-dir", tmp_path / "work")
+        result = run_cli("build", *args, *CLUSTER_ARGS, "--scheduler", dask.address, env=moto.env)
+    assert result.returncode == 0, result.stderr
+    assert moto.objects("cluster-s3/shards") == published_files(reference_build)
+
+
+@pytest.mark.slow
+def test_worker_that_cannot_reach_the_object_store_fails_at_start(sample_src, moto, tmp_path):
+    """A worker whose S3 endpoint is wrong: the build stops at start, in one line naming the DST URL."""
+    from tests.servers import free_port
+
+    moto.upload(sample_src, "s3://cluster-blind/npz")
+    wrong = {**moto.env, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}", "AWS_MAX_ATTEMPTS": "1"}
+    with dask_cluster(tmp_path / "dask", workers=1, env=moto.env) as dask:
+        dask.add_worker(env=wrong)
+        dask.wait_for_workers(2)
+        args = ("s3://cluster-blind/npz", "s3://cluster-blind/shards", "--work-dir", tmp_path / "work")
+        result = run_cli("build", *args, *CLUSTER_ARGS, "--scheduler", dask.address, env=moto.env)
+    assert result.returncode == 1, result.stderr
+    assert_one_line_error(result.stderr, "s3://cluster-blind/shards/.shardgen", "cannot reach the build's state folder")

@@ -45,18 +45,10 @@ def test_local_location_writes_atomically_and_lists_files(tmp_path):
     assert folder.list() == []
 
 
-def upload(moto, local, url: str) -> None:
-    fs = moto.filesystem()
-    bucket = url.split("://", 1)[1].split("/", 1)[0]
-    if not fs.exists(bucket):
-        fs.mkdir(bucket)
-    fs.put(f"{local}/", f"{url}/", recursive=True)
-
-
 @pytest.mark.slow
 def test_s3_source_builds_the_same_shards(sample_src, reference_build, moto, tmp_path):
     """SRC s3://bucket/npz (endpoint and keys from the AWS_* environment) builds what the local folder builds."""
-    upload(moto, sample_src, "s3://src-env/npz")
+    moto.upload(sample_src, "s3://src-env/npz")
     dst = tmp_path / "out"
     result = run_cli("build", "s3://src-env/npz", dst, *BUILD_ARGS, env=moto.env)
     assert result.returncode == 0, result.stderr
@@ -66,7 +58,7 @@ def test_s3_source_builds_the_same_shards(sample_src, reference_build, moto, tmp
 @pytest.mark.slow
 def test_storage_options_reach_the_workers(sample_src, reference_build, moto, tmp_path):
     """--storage-option endpoint_url=... alone (no AWS_ENDPOINT_URL) lets discovery and every worker read S3."""
-    upload(moto, sample_src, "s3://src-options/npz")
+    moto.upload(sample_src, "s3://src-options/npz")
     env = {**moto.env, "AWS_ENDPOINT_URL": ""}
     dst = tmp_path / "out"
     option = f"endpoint_url={moto.endpoint}"
@@ -87,7 +79,7 @@ def test_open_dataset_streams_each_sample_once_from_s3(small_build, moto, monkey
     """open_dataset("s3://...", "train") reads the shards through fsspec: every sample once, as read locally."""
     from shardgen import open_dataset
 
-    upload(moto, small_build, "s3://read-back/shards")
+    moto.upload(small_build, "s3://read-back/shards")
     for key, value in moto.env.items():
         monkeypatch.setenv(key, value)
     remote = [(meta["class"], meta["index"]) for _, _, meta in open_dataset("s3://read-back/shards", metadata=True)]
