@@ -116,13 +116,11 @@ def test_killed_worker_becomes_worker_error():
 
 
 @pytest.mark.slow
-def test_cluster_builds_s3_to_s3(sample_src, reference_build, moto, tmp_path):
+def test_cluster_builds_s3_to_s3(sample_src, reference_build, moto, dask_cluster, tmp_path):
     """Workers with the AWS_* environment read s3://.../npz and upload the shards: the objects equal a local build."""
-
     moto.upload(sample_src, "s3://cluster-s3/npz")
-    with dask_cluster(tmp_path / "dask", workers=2, env=moto.env) as dask:
-        args = ("s3://cluster-s3/npz", "s3://cluster-s3/shards", "--work-dir", tmp_path / "work")
-        result = run_cli("build", *args, *CLUSTER_ARGS, "--scheduler", dask.address, env=moto.env)
+    args = ("s3://cluster-s3/npz", "s3://cluster-s3/shards", "--work-dir", tmp_path / "work")
+    result = run_cli("build", *args, *CLUSTER_ARGS, "--scheduler", dask_cluster.address, env=moto.env)
     assert result.returncode == 0, result.stderr
     assert moto.objects("cluster-s3/shards") == published_files(reference_build)
 
