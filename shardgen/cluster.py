@@ -80,8 +80,9 @@ class DaskExecutor(Executor):
         self._executor.shutdown(wait=wait and not cancel_futures)
         self.client.close()
 
-    def check_reach(self, folder: Location) -> None:
-        """Fail with one line naming ``folder`` unless every worker can read what we write there."""
+    def check_reach(self, folder: Location, needs: str) -> None:
+        """Fail with one line naming ``folder`` unless every worker can read what we write there and
+        write there too; ``needs`` says what a worker needs for that."""
         token = uuid.uuid4().hex
         name = PROBE_PREFIX + token
         folder.write_atomic(name, token.encode())
@@ -92,9 +93,7 @@ class DaskExecutor(Executor):
         for worker, problem in sorted(answers.items()):
             if problem is not None:
                 raise OutputError(
-                    f"Dask worker {worker} cannot reach the build's state folder ({problem}); every worker "
-                    "needs it at the same path (a shared filesystem), or DST on object storage",
-                    folder.root,
+                    f"Dask worker {worker} cannot reach the build's state folder ({problem}); {needs}", folder.root
                 )
 
 

@@ -222,7 +222,7 @@ _STORAGE_PACKAGES = ("botocore", "aiobotocore", "aiohttp", "s3fs", "gcsfs", "goo
 
 def is_storage_error(error: BaseException) -> bool:
     """Whether ``error`` came from reaching storage (a refused connection, bad credentials, ...)."""
-    return isinstance(error, (OSError, ValueError)) or type(error).__module__.split(".")[0] in _STORAGE_PACKAGES
+    return isinstance(error, OSError) or type(error).__module__.split(".")[0] in _STORAGE_PACKAGES
 
 
 def reason(error: BaseException) -> str:

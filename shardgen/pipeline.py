@@ -37,6 +37,7 @@ from .write import PARTIAL_SUFFIX, Journal, ShardFile, ShardRecord, file_digest,
 STATE_DIR = ".shardgen"
 BUILD_FILE = "build.json"
 ON_ERROR = ("skip-sketches", "skip", "fail")
+SHARED = "every worker needs it at the same path, on a shared filesystem"
 
 
 @dataclass(frozen=True)
@@ -171,9 +172,9 @@ def build(
     with StopOnSignals() as signals:
         prepare_output(output, state, sources, options, overwrite)
         if isinstance(executor, DaskExecutor):
-            executor.check_reach(Location.of(state))
+            executor.check_reach(Location.of(state), SHARED if output.is_local else SHARED + " (pass --work-dir)")
             if not output.is_local:
-                executor.check_reach(output.child(STATE_DIR))
+                executor.check_reach(output.child(STATE_DIR), "every worker needs DST's credentials and endpoint")
         started = time.perf_counter()
         tally = _Tally()
         attempts = 1 if executor is not None else 2
