@@ -258,8 +258,8 @@ def prepare_output(output: Location, state: Path, sources: list[SourceFile], opt
         os.makedirs(state / "store", exist_ok=True)
         records.write_atomic(BUILD_FILE, (json.dumps(identity, indent=2) + "\n").encode())
         remove_leftovers(output, state)
-    except OSError as error:
-        raise output_error(error, state) from None
+    except OSError as error:  # local ones name their file; fsspec's do not
+        raise output_error(error, error.filename or (state if output.is_local else output.root)) from None
     except Exception as error:  # botocore's failures are not OSErrors
         if not is_storage_error(error):
             raise
