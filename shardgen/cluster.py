@@ -19,13 +19,14 @@ build connects to a scheduler.
 from __future__ import annotations
 
 import uuid
-from concurrent.futures import CancelledError, Executor, Future
+from concurrent.futures import Executor, Future
 
 from .errors import OutputError, ShardgenError, UsageError, WorkerError
 from .location import Location
 
 CONNECT_TIMEOUT = 10  # seconds to reach the scheduler before giving up
 PROBE_PREFIX = ".probe-"
+RESUME = "completed shards are kept, rerun to resume"
 
 
 def connect(address: str) -> DaskExecutor:
@@ -60,11 +61,15 @@ class DaskExecutor(Executor):
 
     def submit(self, fn, /, *args, **kwargs) -> Future:
         outer: Future = Future()
-        inner = self._executor.submit(run_task, fn, *args, **kwargs)
+        # A readable task name on the dashboard; unique, as pure=False would make it anyway.
+        key = f"{getattr(fn, '__name__', 'task')}-{uuid.uuid4().hex}"
+        inner = self._executor.submit(run_task, fn, *args, key=key, **kwargs)
 
         def copy(done: Future) -> None:
-            if done.cancelled():
-                outer.cancel()
+            if done.cancelled():  # we never cancel a task the build still waits for: the cluster did
+                outer.set_exception(
+                    WorkerError(f"the Dask cluster dropped a task (is its scheduler still running?); {RESUME}")
+                )
                 return
             error = done.exception()
             if error is not None:
@@ -138,9 +143,7 @@ def translate_error(error: BaseException) -> BaseException:
     if type(error).__name__ == "KilledWorker":
         return WorkerError(
             "Dask workers died repeatedly while running one task (distributed.scheduler.allowed-failures "
-            "reached; out of memory? see the workers' logs); completed shards are kept, rerun to resume"
+            f"reached; out of memory? see the workers' logs); {RESUME}"
         )
-    if isinstance(error, CancelledError):
-        return error
     reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-    return WorkerError(f"the Dask cluster failed ({reason}); completed shards are kept, rerun to resume")
+    return WorkerError(f"the Dask cluster failed ({reason}); {RESUME}")

@@ -139,3 +139,19 @@ def test_worker_that_cannot_reach_the_object_store_fails_at_start(sample_src, mo
         result = run_cli("build", *args, *CLUSTER_ARGS, "--scheduler", dask.address, env=moto.env)
     assert result.returncode == 1, result.stderr
     assert_one_line_error(result.stderr, "s3://cluster-blind/shards/.shardgen", "credentials and endpoint")
+
+
+@pytest.mark.slow
+def test_scheduler_lost_midway_is_a_worker_error(sample_src, tmp_path):
+    """The scheduler dies mid-build: exit 1, a WorkerError saying to rerun; never a hang or a bare CancelledError."""
+    from tests.servers import stop
+
+    with dask_cluster(tmp_path / "dask", workers=2, env={"SHARDGEN_FAULT": "sleep-per-chunk:seconds=0.05"}) as dask:
+        dst = tmp_path / "out"
+        build = start_cli("build", sample_src, dst, *CLUSTER_ARGS, "--scheduler", dask.address)
+        wait_for((dst / "train-000000.tar").exists, build)
+        stop(dask.scheduler, signal.SIGKILL)
+        _, stderr = build.communicate(timeout=120)
+    assert build.returncode == WorkerError.exit_code, stderr
+    # (distributed logs its own reconnect attempts above our line)
+    assert stderr.strip().splitlines()[-1].startswith("shardgen: error: the Dask cluster dropped a task"), stderr
