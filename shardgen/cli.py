@@ -107,6 +107,7 @@ def build(
     scheduler: Optional[str] = typer.Option(
         None,
         "--scheduler",
+        metavar="ADDRESS",
         help="Render on the Dask cluster whose scheduler is at ADDRESS (tcp://host:8786) instead of local "
         "processes; needs shardgen[dask].",
         show_default="local processes",
@@ -114,6 +115,7 @@ def build(
     storage_option: list[str] = typer.Option(
         [],
         "--storage-option",
+        metavar="KEY=VALUE",
         help="KEY=VALUE passed to fsspec for URLs (repeatable; JSON values such as true or 3 are parsed), "
         "e.g. endpoint_url=http://127.0.0.1:9000.",
         show_default="none",
