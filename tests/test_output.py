@@ -81,3 +81,21 @@ def test_rerun_with_other_options_is_refused_on_s3(s3_src, moto, tmp_path):
     result = s3_build(moto, s3_src, tmp_path, "--seed", "1")
     assert result.returncode == 2
     assert "holds a build with other options (seed: 0 -> 1)" in result.stderr
+
+
+def test_record_journal_keeps_one_object_per_shard_and_skips_unreadable_ones(tmp_path):
+    """Each finished shard is its own record; a damaged record only means that shard is rebuilt."""
+    from shardgen.location import Location
+    from shardgen.output import RecordJournal
+    from shardgen.write import ShardRecord
+
+    journal = RecordJournal(Location.of(tmp_path))
+    first, second = (ShardRecord(f"train-00000{i}.tar", 10, 10240, "s" * 64, "m" * 32) for i in range(2))
+    journal.append(first)
+    journal.append(second)
+    (tmp_path / "journal" / "train-000001.tar.json").write_text('{"file": "train-0')
+    assert sorted(p.name for p in (tmp_path / "journal").iterdir()) == [
+        "train-000000.tar.json",
+        "train-000001.tar.json",
+    ]
+    assert journal.load() == {first.file: first}
