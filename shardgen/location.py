@@ -155,8 +155,9 @@ class Location:
         return fs.open(path, "rb")
 
     def write_atomic(self, name: str, data: bytes) -> None:
-        """Write a small object: temp file and rename locally, one PUT on object storage."""
+        """Write a small object: temp file and rename locally (making the folder), one PUT on object storage."""
         if self.is_local:
+            os.makedirs(self.path(name).parent, exist_ok=True)
             atomic.write_bytes(self.path(name), data)
             return
         fs, path = self._remote(name)
