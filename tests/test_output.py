@@ -10,7 +10,7 @@ import pytest
 
 from tests.helpers import BUILD_ARGS, published_files, run_cli, start_cli, wait_for
 
-SLOW = {"SHARDGEN_FAULT": "sleep-per-chunk:seconds=0.1"}
+SLOW = {"SHARDGEN_FAULT": "sleep-per-chunk:seconds=0.05"}
 
 
 @pytest.fixture
