@@ -85,6 +85,8 @@ def sample(
         paths = write_samples(dst, categories=categories, per_split=per_split, seed=seed)
     except ValueError as error:
         raise UsageError(str(error)) from None
+    except OSError as error:
+        raise UsageError(f"cannot write: {error.strerror or error}", error.filename or dst) from None
     typer.echo(f"wrote {len(paths)} categories x 3 splits x {per_split} sketches to {dst}")
 
 
@@ -168,7 +170,12 @@ def build(
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace a build in DST made with other inputs or options.", show_default="off"
     ),
-    chunk_size: int = typer.Option(256, "--chunk-size", help="Samples per worker task (does not change the output)."),
+    chunk_size: Optional[int] = typer.Option(
+        None,
+        "--chunk-size",
+        help="Samples per worker task (does not change the output).",
+        show_default="256-4096, about 8 tasks a worker",
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar on stderr."),
     dry_run: bool = typer.Option(
         False,
@@ -249,7 +256,7 @@ def build(
 @reports_errors
 def preview(
     dst: Path = typer.Argument(..., help="A finished build's output folder (holds manifest.json)."),
-    output: Path = typer.Option(..., "--output", "-o", help="PNG file to write the contact sheet to."),
+    output: Path = typer.Option(..., "--output", "-o", help="Image file to write the contact sheet to (.png or .jpg)."),
     split: str = typer.Option("train", "--split", help="Split to show samples of."),
     count: int = typer.Option(64, "--count", "-n", help="Number of samples (about as many from each class)."),
     cell: int = typer.Option(64, "--cell", help="Width and height of each image in the grid, in pixels."),

@@ -134,7 +134,9 @@ class Location:
     def identity(self, name: str) -> dict:
         """Size and version of a file, to notice a changed input (mtime locally, ETag or mtime remotely)."""
         if self.is_local:
-            stat = self.path(name).stat()
+            path = self.path(name)
+            # lstat for a dangling symlink: reading it fails later, with an error naming it
+            stat = path.stat() if path.exists() else path.lstat()
             return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
         fs, path = self._remote(name)
         info = fs.info(path)

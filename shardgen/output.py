@@ -22,6 +22,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from . import faults
+from .fragments import seal_shard, stream_digests
 from .location import Location, is_storage_error, storage_error
 from .write import ShardRecord
 
@@ -64,17 +65,27 @@ class RecordJournal:
         self.folder.remove_tree("")
 
 
-def upload_shard(sealed: Path, dst: Location, name: str) -> None:
-    """Runs on a worker: put a sealed local shard under its final key, then drop the local copy."""
+def seal_and_upload(fragments: list[Path], sealed: Path, fault_index: int, dst: Location) -> tuple[int, str, str]:
+    """Runs on a worker: seal the shard in the work folder (see ``fragments.seal_shard``), put it
+    under its final key in ``dst``, and drop the local copy; returns size, sha256 and md5.
+
+    Idempotent, as Dask reruns need: if an earlier run got as far as removing its local copy, the
+    object is complete (uploads are whole or absent) and is read back to be hashed.
+    """
+    if not sealed.exists() and not all(Path(fragment).exists() for fragment in fragments):
+        with dst.open_read(sealed.name) as stream:
+            return stream_digests(stream)
+    digests = seal_shard(fragments, sealed, fault_index)
     if faults.ACTIVE:
         faults.point("upload")
     try:
-        dst.put_file(sealed, name)
+        dst.put_file(sealed, sealed.name)
     except Exception as error:  # botocore's failures are not OSErrors; raise one picklable error
         if not is_storage_error(error):
             raise
-        raise storage_error(error, dst.url(name), "upload") from None
+        raise storage_error(error, dst.url(sealed.name), "upload") from None
     os.unlink(sealed)
+    return digests
 
 
 def reusable(dst: Location, record: ShardRecord) -> bool:

@@ -51,7 +51,11 @@ def category_name(path: Path) -> str:
 
 def discover(src: Path | str, storage_options: dict | None = None) -> list[SourceFile]:
     """All ``*.npz`` files directly in ``src`` (a folder or an fsspec URL), sorted by category; one
-    category per file."""
+    category per file.
+
+    Entries that are not regular files (a dangling symlink, a FIFO, a folder) are kept: reading
+    them fails with an error naming them, so a category is never dropped without a word.
+    """
     if is_url(src):
         return _discover_url(str(src), storage_options or {})
     src = Path(src)
@@ -59,7 +63,7 @@ def discover(src: Path | str, storage_options: dict | None = None) -> list[Sourc
         raise UsageError("input folder does not exist", src)
     if not src.is_dir():
         raise UsageError("input must be a folder of .npz files, not a file", src)
-    files = sorted(p for p in src.glob("*.npz") if p.is_file())
+    files = sorted(src.glob("*.npz"))
     return _sources(src, files, {})
 
 
@@ -83,6 +87,14 @@ def _sources(src: Path | str, files: list, storage_options: dict) -> list[Source
             "files, or write sample ones with `shardgen sample DIR`",
             src,
         )
+    for path in files:
+        name = Path(str(path)).name
+        if not category_name(Path(name)):
+            raise UsageError(
+                f"{name} gives no category name (what is left without sketchrnn_, .full and .npz "
+                "is empty); rename it after its category, e.g. cat.npz",
+                src,
+            )
     sources = sorted(
         (SourceFile(p, category_name(Path(str(p))), storage_options) for p in files), key=lambda s: s.category
     )

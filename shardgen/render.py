@@ -111,6 +111,11 @@ def drawn_width(thickness: int, antialias: bool) -> float:
 WIDER_BIAS = 0.5
 
 
+def dot_radius(width: float) -> int:
+    """The radius, in ``SHIFT`` fixed point, of the disc that draws a one-point stroke ``width`` px wide."""
+    return max(1 << (SHIFT - 1), int(round(width * (1 << SHIFT) / 2)))
+
+
 def opencv_thickness(width: float, antialias: bool) -> int:
     """The thickness to pass to OpenCV so that lines come out as close to ``width`` px as it can."""
     candidates = [1, *range(2, int(width) + 4, 2)]
@@ -199,7 +204,7 @@ def render_sketch(strokes: np.ndarray, options: RenderOptions = RenderOptions(),
             if dot:
                 # OpenCV's thin antialiased line draws a zero-length segment as two faint pixels
                 # (and a one-point polyline as nothing), so a dot is a filled disc as wide as a line.
-                radius = max(1 << (SHIFT - 1), int(round(options.width * (1 << SHIFT) / 2)))
+                radius = dot_radius(options.width)
                 cv2.circle(image, tuple(int(v) for v in polyline[0]), radius, color, -1, line_type, SHIFT)
             else:
                 cv2.polylines(image, [polyline], False, color, thickness, line_type, SHIFT)

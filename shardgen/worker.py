@@ -1,8 +1,12 @@
-"""What runs in worker processes: a chunk description in, tar member bytes out.
+"""What runs in worker processes: a chunk description in, a fragment file and its size out.
 
-A task never carries image data: the worker reads its slice of the plan and its sketches from the
-memory-mapped store, renders and encodes each one, and packs them as tar members. The parent only
-appends the returned ``bytes`` to a shard.
+A task never carries image data, and neither does its result: the worker reads its slice of the
+plan and its sketches from the memory-mapped store, renders and encodes each one, and streams
+them as tar members into the chunk's fragment file (see ``fragments``); it returns the size.
+
+``SHARDGEN_BENCH_CONSTANT_IMAGE=BYTES`` is a benchmarking hook (``scripts/bench.py --ceiling``):
+every image is then a constant run of ``BYTES`` bytes instead of a rendered, encoded sketch, which
+measures what the rest of the pipeline costs per image.
 """
 
 from __future__ import annotations
@@ -17,12 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import faults, tar
+from . import faults
+from .fragments import write_fragment
 from .plan import locate, plan_path
 from .render import RenderOptions, color_seed, encode_image, render_sketch
 from .store import StoreReader
 
 LAYOUT_FILE = "layout.json"
+_CONSTANT_IMAGE = os.environ.get("SHARDGEN_BENCH_CONSTANT_IMAGE")
+CONSTANT_IMAGE = b"\x89" * int(_CONSTANT_IMAGE) if _CONSTANT_IMAGE else None
 
 
 @dataclass(frozen=True)
@@ -35,6 +42,7 @@ class ChunkTask:
     stop: int
     options: RenderOptions
     seed: int
+    fragment: Path  # where the chunk's tar members go
 
 
 def sample_key(split: str, class_index: int, source_index: int) -> str:
@@ -119,10 +127,15 @@ def _reader(state_dir: Path, split: str, mtime_ns: int) -> StoreReader:
     return StoreReader(state_dir / "store", split)
 
 
-def render_chunk(task: ChunkTask) -> bytes:
-    """Render one chunk of the plan to concatenated tar members (image, class, metadata each)."""
+def render_chunk(task: ChunkTask) -> int:
+    """Render one chunk of the plan into its fragment file; returns the fragment's size in bytes."""
     if faults.ACTIVE:
         faults.worker_chunk()
+    return write_fragment(task.fragment, _members(task))
+
+
+def _members(task: ChunkTask):
+    """The chunk's tar members ``(name, data)``, three per sample (image, class, metadata), one at a time."""
     state_dir = Path(task.state_dir)
     mtime_ns = (state_dir / LAYOUT_FILE).stat().st_mtime_ns
     layout, starts = _layout(state_dir, mtime_ns)
@@ -132,14 +145,15 @@ def render_chunk(task: ChunkTask) -> bytes:
     class_ids, positions = locate(np.asarray(order), starts[task.split])
     reader = _reader(state_dir, task.split, mtime_ns)
     options, ext = task.options, task.options.extension
-    members = []
     for class_index, position in zip(class_ids.tolist(), positions.tolist()):
         strokes, source_index = reader.sketch(store_ids[class_index], position)
         key = sample_key(task.split, class_index, source_index)
-        image = render_sketch(strokes, options, color_seed(task.seed, key))
+        if CONSTANT_IMAGE is None:
+            image = encode_image(render_sketch(strokes, options, color_seed(task.seed, key)), options)
+        else:
+            image = CONSTANT_IMAGE
         prefix, suffix = templates[class_index]
-        members.append(tar.member(f"{key}.{ext}", encode_image(image, options)))
-        members.append(tar.member(f"{key}.cls", b"%d" % class_index))
-        members.append(tar.member(f"{key}.json", b"%s%d%s" % (prefix, source_index, suffix)))
+        yield f"{key}.{ext}", image
+        yield f"{key}.cls", b"%d" % class_index
+        yield f"{key}.json", b"%s%d%s" % (prefix, source_index, suffix)
     reader.release()
-    return b"".join(members)
