@@ -583,6 +583,66 @@ def bench_large_images(args, work: Path) -> None:
     )
 
 
+# ---------------------------------------------------------------------------------------------
+# Streaming QuickDraw input: peak memory while ingesting a large generated ndjson file
+
+
+def bench_formats_memory(gigabytes: float, work: Path) -> None:
+    """Ingest ``gigabytes`` of generated simplified ndjson in a child; report its peak RSS (target < 300 MB)."""
+    from shardgen.sample import write_samples
+
+    work.mkdir(parents=True, exist_ok=True)
+    path = work / "circle.ndjson"
+    target = int(gigabytes * 1e9)
+    if not path.exists() or path.stat().st_size < target:
+        seeds = work / "seeds"
+        write_samples(seeds, categories=10, per_split=100, format="ndjson")
+        lines = [json.loads(line) for f in sorted(seeds.glob("*.ndjson")) for line in f.read_text().splitlines()]
+        written, number = 0, 0
+        with open(path.with_suffix(".tmp"), "w") as out:
+            while written < target:
+                record = lines[number % len(lines)]
+                line = json.dumps({**record, "key_id": str(10**17 + number)}, separators=(",", ":")) + "\n"
+                out.write(line)
+                written, number = written + len(line), number + 1
+        path.with_suffix(".tmp").replace(path)
+    print(f"\nformats memory: ingest of {path.stat().st_size / 1e9:.2f} GB of simplified ndjson, one process")
+    result = subprocess.run(
+        [sys.executable, __file__, "_formats_ingest", str(path), str(work / "store")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    figures = json.loads(result.stdout)
+    print(
+        f"  {figures['drawings']:,} drawings in {figures['seconds']:.1f} s "
+        f"({figures['drawings'] / figures['seconds']:,.0f} drawings/s; the machine may be shared)"
+    )
+    print(
+        f"  peak RSS {figures['peak_rss'] / 1e6:.0f} MB (target < 300 MB; "
+        f"{figures['start_rss'] / 1e6:.0f} MB of it before reading: Python, numpy, shardgen)"
+    )
+
+
+def child_formats_ingest(path: str, store: str) -> None:
+    """Run one QuickDraw file's ingest as a build's worker does; print drawings, seconds, RSS."""
+    import resource
+
+    from shardgen.formats.ingest import DrawingIngestTask, ingest_drawings
+    from shardgen.read import SourceFile
+
+    start_rss = int(Path("/proc/self/statm").read_text().split()[1]) * PAGE
+    shutil.rmtree(store, ignore_errors=True)
+    task = DrawingIngestTask(SourceFile(Path(path), "circle"), 0, Path(store), ("train",), None, "skip", "bench")
+    began = time.perf_counter()
+    record = ingest_drawings(task)
+    seconds = time.perf_counter() - began
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(
+        json.dumps({"drawings": record.counts["train"], "seconds": seconds, "peak_rss": peak, "start_rss": start_rss})
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("inputs", nargs="*", type=Path, help="extra folders of .npz files to bench on")
@@ -609,9 +669,20 @@ def main() -> None:
     parser.add_argument("--only", choices=["ceiling", "scaling", "large"], help="run only this measurement")
     parser.add_argument("--out", default=str(ROOT / "bench-out"), help="work folder (cache, shards)")
     parser.add_argument(
+        "--formats-memory",
+        type=float,
+        nargs="?",
+        const=1.0,
+        metavar="GB",
+        help="only measure peak memory while ingesting GB (default 1) of generated QuickDraw ndjson",
+    )
+    parser.add_argument(
         "--scheduler", help="Dask scheduler ADDRESS: bench builds through that cluster against --procs local processes"
     )
     args = parser.parse_args()
+    if args.formats_memory:
+        bench_formats_memory(args.formats_memory, Path(args.out) / "formats")
+        return
 
     work = Path(args.out) / "work"
     work.mkdir(parents=True, exist_ok=True)
@@ -655,6 +726,8 @@ if __name__ == "__main__":
         child_bound(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     elif len(sys.argv) > 1 and sys.argv[1] == "_ceiling":
         child_ceiling(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6])
+    elif len(sys.argv) > 1 and sys.argv[1] == "_formats_ingest":
+        child_formats_ingest(sys.argv[2], sys.argv[3])
     elif len(sys.argv) > 1 and sys.argv[1] == "_baseline":
         child_baseline(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]))
     else:

@@ -25,6 +25,7 @@ from .errors import OutputError, ShardgenError, UsageError, WorkerError
 from .location import Location
 
 CONNECT_TIMEOUT = 10  # seconds to reach the scheduler before giving up
+CLOSE_TIMEOUT = 5  # seconds to say goodbye to the scheduler (it may be the part that failed)
 PROBE_PREFIX = ".probe-"
 RESUME = "completed shards are kept, rerun to resume"
 
@@ -81,9 +82,15 @@ class DaskExecutor(Executor):
         return outer
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """Cancel what is still queued on the cluster (after a failure or interrupt), then disconnect."""
-        self._executor.shutdown(wait=wait and not cancel_futures)
-        self.client.close()
+        """Disconnect; with ``cancel_futures``, without waiting for what is still queued.
+
+        Closing the client is what cancels its queued tasks (the scheduler forgets tasks no client
+        wants). Cancelling them one by one first would be a call to the scheduler, which hangs for
+        the connect timeout when the scheduler is what failed.
+        """
+        if wait and not cancel_futures:
+            self._executor.shutdown(wait=True)
+        self.client.close(timeout=CLOSE_TIMEOUT)
 
     def check_reach(self, folder: Location, needs: str) -> None:
         """Fail with one line naming ``folder`` unless every worker can read what we write there and

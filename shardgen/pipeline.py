@@ -26,6 +26,9 @@ from . import atomic, faults, manifest
 from .cluster import DaskExecutor, connect
 from .errors import InputError, Interrupted, OptionsChangedError, OutputError, UsageError, WorkerError
 from .executor import StopOnSignals, new_pool, stop_pool, submit_task
+from .formats import is_drawing_file
+from .formats.ingest import check_sources, check_timed, drawing_task, filtered_counts, ingest_drawings
+from .formats.select import DrawingOptions
 from .fragments import PARTIAL_SUFFIX, PARTS_DIR, fragment_path, partial_path, seal_shard
 from .location import Location, is_storage_error, is_url, storage_error
 from .output import SEALED_DIR, RecordJournal, default_work_dir, reusable, seal_and_upload
@@ -56,10 +59,12 @@ class BuildOptions:
     seed: int = 0
     shuffle: bool = True
     on_error: str = "skip-sketches"
+    drawings: DrawingOptions = field(default_factory=DrawingOptions)  # QuickDraw inputs: splits, filters
 
     def check(self) -> None:
         try:
             self.render.check()
+            self.drawings.check()
         except ValueError as error:
             raise UsageError(str(error)) from None
         if self.shard_size < 1:
@@ -83,6 +88,7 @@ class BuildOptions:
             "seed": self.seed,
             "shuffle": self.shuffle,
             "on_error": self.on_error,
+            **({"drawings": self.drawings.to_dict()} if self.drawings.to_dict() else {}),
         }
 
 
@@ -135,7 +141,7 @@ def build(
     overwrite: bool = False,
     reporter: Reporter | None = None,
 ) -> BuildResult:
-    """Build WebDataset shards in ``dst`` from the ``.npz`` files in ``src``; resumes if it can.
+    """Build WebDataset shards in ``dst`` from the sketch files in ``src``; resumes if it can.
 
     ``executor`` may be any ``concurrent.futures.Executor`` whose workers can import shardgen and
     read ``dst``; by default a process pool of ``procs`` workers (all cores) is created, and if one
@@ -174,6 +180,7 @@ def build(
     sources = discover(src if is_url(src) else Path(src), storage_options)
     output = Location.of(dst, storage_options)
     state = output.path(STATE_DIR) if output.is_local else Path(work_dir or default_work_dir(output.root))
+    check_sources(sources, options.drawings, options.render.color)
     with StopOnSignals() as signals:
         prepare_output(output, state, sources, options, overwrite)
         if isinstance(executor, DaskExecutor):
@@ -364,6 +371,7 @@ async def _build(sources, output, state, options, executor, inflight, chunk_size
     loop = asyncio.get_running_loop()
     records, skipped_files = await _ingest_all(sources, state, options, executor, loop, reporter)
     kept = [(source, record) for source, record in zip(sources, records) if record is not None]
+    check_timed(kept, options.render.color)
     splits = splits_present(kept, options)
     layout = {
         "classes": [record.category for _, record in kept],
@@ -408,6 +416,8 @@ async def _build(sources, output, state, options, executor, inflight, chunk_size
         skipped_files=skipped_files,
         class_counts=layout["counts"],
     )
+    if options.drawings.filters:
+        result_manifest["filtered"] = filtered_counts([record for _, record in kept])
     try:
         manifest.write_index(output, result_manifest, by_split)
     except OSError as error:
@@ -465,8 +475,11 @@ async def _ingest_all(sources, state, options, executor, loop, reporter):
             options.on_error,
             json.dumps([fingerprints[position], splits, options.limit, options.on_error]),
         )
+        read = ingest
+        if is_drawing_file(source.path):
+            task, read = drawing_task(task, options.drawings, options.seed), ingest_drawings
         try:
-            record = await submit_task(loop, executor, ingest, task)
+            record = await submit_task(loop, executor, read, task)
         except InputError as error:
             if options.on_error != "skip":
                 raise

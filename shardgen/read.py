@@ -1,7 +1,8 @@
 """The read stage: find input files, name their categories, and validate their sketches.
 
-An input adapter turns one file into ``{split: [stroke-3 array, ...]}``. Today there is one
-adapter, for sketch-rnn ``.npz`` files; a new format adds a function to ``ADAPTERS``.
+An input adapter turns one file into ``{split: [stroke-3 array, ...]}``: ``ADAPTERS`` holds the
+one for sketch-rnn ``.npz`` files. The QuickDraw formats (``DRAWING_FORMATS``) have no splits and
+are streamed drawing by drawing by the readers in ``shardgen.formats``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ SPLITS = ("train", "valid", "test")
 STROKE_DTYPES = (np.int16, np.int32, np.float32, np.float64)
 # Positions beyond this lose sub-pixel precision in float64 arithmetic; no real sketch comes close.
 MAX_COORDINATE = 1e12
+# QuickDraw files by name ending, as Google and Kaggle ship them -> the reader in shardgen.formats.
+DRAWING_FORMATS = {".ndjson": "ndjson", ".ndjson.gz": "ndjson", ".bin": "bin", ".csv": "csv"}
+# Prefixes of Google's download names: full_simplified_cat.ndjson, full_raw_cat.ndjson, ...
+CATEGORY_PREFIXES = r"^(sketchrnn_|full_simplified_|full_raw_|full_binary_)"
 
 
 @dataclass(frozen=True)
@@ -42,16 +47,26 @@ class SourceFile:
         return Location.of(parent, self.storage_options)
 
 
+def input_suffix(path: Path | str) -> str | None:
+    """The name ending that says which reader reads ``path`` (``.npz``, ``.ndjson.gz``, ...), or ``None``;
+    ``path`` may be a URL."""
+    name = path.name if isinstance(path, Path) else str(path).rsplit("/", 1)[-1]
+    matches = [suffix for suffix in (*ADAPTERS, *DRAWING_FORMATS) if name.endswith(suffix)]
+    return max(matches, key=len, default=None)
+
+
 def category_name(path: Path) -> str:
-    """``cat.npz``, ``sketchrnn_cat.npz`` and ``sketchrnn_cat.full.npz`` all hold category ``cat``."""
-    stem = path.name[: -len(".npz")] if path.name.endswith(".npz") else path.stem
+    """``cat.npz``, ``sketchrnn_cat.full.npz``, ``full_simplified_cat.ndjson``, ``cat.bin`` and
+    ``cat.csv`` all hold category ``cat``; other characters (``The Eiffel Tower``) are kept."""
+    suffix = input_suffix(path)
+    stem = path.name[: -len(suffix)] if suffix else path.stem
     stem = re.sub(r"\.full$", "", stem)
-    return re.sub(r"^sketchrnn_", "", stem)
+    return re.sub(CATEGORY_PREFIXES, "", stem)
 
 
 def discover(src: Path | str, storage_options: dict | None = None) -> list[SourceFile]:
-    """All ``*.npz`` files directly in ``src`` (a folder or an fsspec URL), sorted by category; one
-    category per file.
+    """All input files (``*.npz`` and the QuickDraw formats) directly in ``src`` (a folder or an
+    fsspec URL), sorted by category.
 
     Entries that are not regular files (a dangling symlink, a FIFO, a folder) are kept: reading
     them fails with an error naming them, so a category is never dropped without a word.
@@ -62,8 +77,10 @@ def discover(src: Path | str, storage_options: dict | None = None) -> list[Sourc
     if not src.exists():
         raise UsageError("input folder does not exist", src)
     if not src.is_dir():
-        raise UsageError("input must be a folder of .npz files, not a file", src)
-    files = sorted(src.glob("*.npz"))
+        raise UsageError("input must be a folder of sketch files, not a file", src)
+    # Not only regular files: a dangling symlink or a FIFO named like an input fails to read with an
+    # error naming it, so a category is never dropped without a word.
+    files = sorted(p for p in src.glob("*") if input_suffix(p))
     return _sources(src, files, {})
 
 
@@ -77,14 +94,14 @@ def _discover_url(src: str, storage_options: dict) -> list[SourceFile]:
         raise InputError(f"cannot list the input folder: {reason(error)}", src) from None
     if names is None:
         raise UsageError("input folder does not exist (or is a file)", src)
-    return _sources(src, [folder.url(name) for name in names if name.endswith(".npz")], storage_options)
+    return _sources(src, [folder.url(name) for name in names if input_suffix(Path(name))], storage_options)
 
 
 def _sources(src: Path | str, files: list, storage_options: dict) -> list[SourceFile]:
     if not files:
         raise UsageError(
-            "no .npz files found in the input folder; point SRC at the folder holding the sketch-rnn "
-            "files, or write sample ones with `shardgen sample DIR`",
+            "no .npz files (nor .ndjson, .ndjson.gz, .bin, .csv) found in the input folder; point SRC at the "
+            "folder holding the sketch files, or write sample ones with `shardgen sample DIR`",
             src,
         )
     for path in files:

@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from . import faults
+from .formats.packing import ExtrasReader
 from .fragments import write_fragment
 from .plan import locate, plan_path
 from .render import RenderOptions, color_seed, encode_image, render_sketch
-from .store import StoreReader
 
 LAYOUT_FILE = "layout.json"
 _CONSTANT_IMAGE = os.environ.get("SHARDGEN_BENCH_CONSTANT_IMAGE")
@@ -110,21 +110,31 @@ def _layout(state_dir: Path, mtime_ns: int) -> tuple[dict, dict[str, np.ndarray]
 def _meta_templates(state_dir: Path, mtime_ns: int, split: str) -> list[tuple[bytes, bytes]]:
     """Per class, the JSON metadata before and after the index: one dumps per class, not per sample.
 
-    ``prefix + str(index) + suffix`` is exactly ``json.dumps(meta, separators=(",", ":"))``.
+    See :func:`sample_json`, which completes them.
     """
     layout, _ = _layout(state_dir, mtime_ns)
     templates = []
     for class_index, (category, source) in enumerate(zip(layout["classes"], layout["sources"])):
         head = json.dumps({"category": category, "class": class_index, "split": split}, separators=(",", ":"))
-        templates.append((head[:-1].encode() + b',"index":', b',"source":' + json.dumps(source).encode() + b"}"))
+        templates.append((head[:-1].encode() + b',"index":', b',"source":' + json.dumps(source).encode()))
     return templates
 
 
+def sample_json(template: tuple[bytes, bytes], source_index: int, drawing_meta: bytes) -> bytes:
+    """A sample's JSON: category, class, split, index and source, then the drawing's own metadata.
+
+    Exactly ``json.dumps(meta, separators=(",", ":"))``; ``drawing_meta`` (JSON object members, as
+    the store holds them for QuickDraw files) is empty for ``.npz`` sources.
+    """
+    prefix, suffix = template
+    return b"%s%d%s%s}" % (prefix, source_index, suffix, b"," + drawing_meta if drawing_meta else b"")
+
+
 @lru_cache(maxsize=4)
-def _reader(state_dir: Path, split: str, mtime_ns: int) -> StoreReader:
+def _reader(state_dir: Path, split: str, mtime_ns: int) -> ExtrasReader:
     # Keyed by the layout's mtime (rewritten by every build) like the caches above: a worker that
     # outlives one build (a reused executor) must not read an overwritten store's old mappings.
-    return StoreReader(state_dir / "store", split)
+    return ExtrasReader(state_dir / "store", split)
 
 
 def render_chunk(task: ChunkTask) -> int:
@@ -145,15 +155,18 @@ def _members(task: ChunkTask):
     class_ids, positions = locate(np.asarray(order), starts[task.split])
     reader = _reader(state_dir, task.split, mtime_ns)
     options, ext = task.options, task.options.extension
-    for class_index, position in zip(class_ids.tolist(), positions.tolist()):
-        strokes, source_index = reader.sketch(store_ids[class_index], position)
-        key = sample_key(task.split, class_index, source_index)
-        if CONSTANT_IMAGE is None:
-            image = encode_image(render_sketch(strokes, options, color_seed(task.seed, key)), options)
-        else:
-            image = CONSTANT_IMAGE
-        prefix, suffix = templates[class_index]
-        yield f"{key}.{ext}", image
-        yield f"{key}.cls", b"%d" % class_index
-        yield f"{key}.json", b"%s%d%s" % (prefix, source_index, suffix)
-    reader.release()
+    try:
+        for class_index, position in zip(class_ids.tolist(), positions.tolist()):
+            store_id = store_ids[class_index]
+            strokes, source_index = reader.sketch(store_id, position)
+            key = sample_key(task.split, class_index, source_index)
+            if CONSTANT_IMAGE is None:
+                times = reader.times(store_id, position) if options.color == "time" else None
+                image = encode_image(render_sketch(strokes, options, color_seed(task.seed, key), times), options)
+            else:
+                image = CONSTANT_IMAGE
+            yield f"{key}.{ext}", image
+            yield f"{key}.cls", b"%d" % class_index
+            yield f"{key}.json", sample_json(templates[class_index], source_index, reader.meta(store_id, position))
+    finally:
+        reader.release()  # also when the chunk fails half-way: no mapping outlives its task

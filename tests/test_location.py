@@ -56,6 +56,21 @@ def test_s3_source_builds_the_same_shards(sample_src, reference_build, moto, tmp
 
 
 @pytest.mark.slow
+def test_s3_quickdraw_source_builds_the_same_shards(moto, tmp_path):
+    """QuickDraw .ndjson files under an s3:// prefix build the shards their local folder builds."""
+    from shardgen.sample import write_samples
+
+    src = tmp_path / "ndjson"
+    write_samples(src, categories=3, per_split=10, seed=3, format="ndjson")
+    moto.upload(src, "s3://src-ndjson/drawings")
+    args = ("--size", "32", "--shard-size", "20", "--no-progress", "--procs", "2")
+    local = run_cli("build", src, tmp_path / "local", *args)
+    remote = run_cli("build", "s3://src-ndjson/drawings", tmp_path / "remote", *args, env=moto.env)
+    assert local.returncode == 0 and remote.returncode == 0, local.stderr + remote.stderr
+    assert shard_bytes(tmp_path / "remote") == shard_bytes(tmp_path / "local")
+
+
+@pytest.mark.slow
 def test_storage_options_reach_the_workers(sample_src, reference_build, moto, tmp_path):
     """--storage-option endpoint_url=... alone (no AWS_ENDPOINT_URL) lets discovery and every worker read S3."""
     moto.upload(sample_src, "s3://src-options/npz")

@@ -158,3 +158,28 @@ def test_file_name_without_a_category_is_refused(tmp_path, name):
     (tmp_path / "cat.npz").write_bytes(b"")
     with pytest.raises(UsageError, match=rf"{re.escape(name)}.*no category name"):
         discover(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "name, category",
+    [
+        ("full_simplified_cat.ndjson", "cat"),
+        ("full_raw_cat.ndjson", "cat"),
+        ("cat.ndjson", "cat"),
+        ("cat.ndjson.gz", "cat"),
+        ("cat.bin", "cat"),
+        ("cat.csv", "cat"),
+        ("The Eiffel Tower.csv", "The Eiffel Tower"),
+        ("full_simplified_The Eiffel Tower.ndjson", "The Eiffel Tower"),
+    ],
+)
+def test_quickdraw_file_names_give_their_category(name, category):
+    """Google's and Kaggle's download names give the bare category, spaces kept."""
+    assert category_name(Path(name)) == category
+
+
+def test_discover_finds_every_input_format(tmp_path):
+    """.npz, .ndjson, .ndjson.gz, .bin and .csv files are inputs; other files are not."""
+    for name in ("a.npz", "b.ndjson", "c.ndjson.gz", "d.bin", "e.csv", "f.txt", "g.gz"):
+        (tmp_path / name).write_bytes(b"")
+    assert [source.name for source in discover(tmp_path)] == ["a.npz", "b.ndjson", "c.ndjson.gz", "d.bin", "e.csv"]
