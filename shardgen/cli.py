@@ -227,7 +227,7 @@ def build(
     from .dryrun import plan_build
     from .errors import UsageError
     from .formats.select import ALL_TRAIN, DrawingOptions
-    from .location import parse_storage_options
+    from .location import is_url, parse_storage_options
     from .pipeline import BuildOptions
     from .pipeline import build as run_build
     from .render import RenderOptions
@@ -264,6 +264,8 @@ def build(
         raise UsageError("--quiet and --verbose contradict each other; pass one of them")
     verbosity = QUIET if quiet else VERBOSE if verbose else NORMAL
     if dry_run:
+        if is_url(src):
+            raise UsageError("--dry-run reads a local folder only; copy a few of the files down to plan with them", src)
         if Path(dst).exists() and not Path(dst).is_dir():
             raise UsageError("output must be a folder, but a file exists there", dst)
         with ProgressReporter(enabled=progress, verbosity=verbosity) as reporter:
