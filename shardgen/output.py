@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 from . import atomic, manifest
 from .errors import OptionsChangedError, OutputLockedError, UsageError
 from .fragments import PARTIAL_SUFFIX, PARTS_DIR
+from .location import Location, is_storage_error, storage_error
+from .objectstore import SEALED_DIR, RecordJournal
 from .read import SPLITS, SourceFile
 from .render import dot_radius, opencv_thickness
 from .write import Journal, ShardRecord, output_error
@@ -45,20 +47,23 @@ _OUR_NAMES = re.compile(rf"(?:{_SPLIT})-\d{{6}}\.tar|(?:{_SPLIT})\.wids\.json|{r
 
 
 @contextlib.contextmanager
-def locked(dst: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the folder ``dst`` (created if missing) while a build writes there.
+def locked(output: Location, state: Path) -> Iterator[None]:
+    """Hold an exclusive lock on DST (created if missing; for a URL, on its local work folder
+    ``state``) while a build writes there.
 
     ``flock`` on the folder itself: the OS drops it when the process dies, even by SIGKILL, so no
     stale lock survives, and nothing a build deletes (``--overwrite`` empties ``.shardgen``) can
     take the lock with it. A second build is refused at once, naming the running one.
     """
-    check_folder(dst)
+    dst = output.path() if output.is_local else state
+    if output.is_local:
+        check_folder(dst)
     try:
-        os.makedirs(dst / STATE_DIR, exist_ok=True)
+        os.makedirs(state, exist_ok=True)
         fd = os.open(dst, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as error:
         raise output_error(error, dst) from None
-    owner = dst / STATE_DIR / OWNER_FILE
+    owner = state / OWNER_FILE
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -66,7 +71,7 @@ def locked(dst: Path) -> Iterator[None]:
             raise OutputLockedError(
                 f"another shardgen build is writing here ({_describe_owner(owner)}); "
                 "wait for it to end, or stop it, or choose another output folder",
-                dst,
+                output.root,
             ) from None
         with contextlib.suppress(OSError):  # only informative: the lock itself is what counts
             atomic.write_json(owner, {"pid": os.getpid(), "command": _command()})
@@ -87,7 +92,7 @@ def _command() -> str:
 
 
 def _describe_owner(owner: Path) -> str:
-    info = _read_json(owner)
+    info = _read_json(Location.of(owner.parent), owner.name)
     if not isinstance(info, dict) or not isinstance(info.get("pid"), int):
         return "pid unknown"
     command = info.get("command")
@@ -108,50 +113,55 @@ def check_folder(dst: Path) -> None:
 
 def fingerprint(sources: list[SourceFile]) -> list[dict]:
     """Identify the inputs cheaply (name, size, mtime), as make and rsync do."""
-    out = []
-    for source in sources:
-        # lstat for a dangling symlink: reading it fails later with an error naming it
-        stat = source.path.stat() if source.path.exists() else source.path.lstat()
-        out.append({"file": source.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns})
-    return out
+    return [{"file": source.name, **source.folder.identity(source.name)} for source in sources]
 
 
 def prepare_output(
-    dst: Path, sources: list[SourceFile], options: BuildOptions, overwrite: bool, warn: Callable[[str], None]
-) -> Path:
-    """Refuse a rerun with other inputs or options, clean up, and record this build's identity.
-
-    Call it holding :func:`locked`. Returns the state folder (``DST/.shardgen``).
-    """
-    state = dst / STATE_DIR
+    output: Location,
+    state: Path,
+    sources: list[SourceFile],
+    options: BuildOptions,
+    overwrite: bool,
+    warn: Callable[[str], None],
+) -> None:
+    """Check DST, refuse a rerun with other inputs or options, clean up, and record this build's
+    identity (in ``DST/.shardgen``); make the local state folder ``state``. Call it holding :func:`locked`."""
+    records = output.child(STATE_DIR)
     identity = {"inputs": fingerprint(sources), "options": options.to_dict()}
-    previous = _read_json(state / BUILD_FILE)
-    finished = finished_manifest(dst)
-    recovered: list[ShardRecord] = []
-    if overwrite:
-        _report_kept(dst, clean_output(dst), warn)
-    elif previous is not None and comparable_identity(previous) != comparable_identity(identity):
-        raise OptionsChangedError(
-            f"holds a build with other {describe_difference(previous, identity)}; "
-            "rerun with --overwrite to replace it, or choose another output folder",
-            dst,
-        )
-    elif previous is None and finished is not None:
-        # A finished build whose .shardgen was deleted (safe, as documented): the manifest says what it was.
-        recovered = _recognise_finished_build(dst, finished, sources, identity)
-    elif previous is None and any(p.name != STATE_DIR for p in dst.iterdir()):
-        # (a state folder alone is a first build that stopped before recording its identity)
-        raise UsageError("output folder is not empty and holds no shardgen build; choose an empty or new folder", dst)
     try:
+        if output.is_file():
+            raise UsageError("output must be a folder, but a file exists there", output.root)
+        previous = _read_json(records, BUILD_FILE)
+        finished = finished_manifest(output) if previous is None and output.is_local else None
+        recovered: list[ShardRecord] = []
+        if overwrite:
+            _report_kept(output, clean_output(output, state), warn)
+        elif previous is not None and comparable_identity(previous) != comparable_identity(identity):
+            raise OptionsChangedError(
+                f"holds a build with other {describe_difference(previous, identity)}; "
+                "rerun with --overwrite to replace it, or choose another output folder",
+                output.root,
+            )
+        elif finished is not None:
+            # A finished build whose .shardgen was deleted (safe, as documented): its manifest says what it was.
+            recovered = _recognise_finished_build(output, finished, identity)
+        elif previous is None and any(name != STATE_DIR for name in output.list(files_only=False)):
+            # (a state folder alone is a first build that stopped before recording its identity)
+            raise UsageError(
+                "output folder is not empty and holds no shardgen build; choose an empty or new folder", output.root
+            )
         os.makedirs(state / "store", exist_ok=True)
-        atomic.write_json(state / BUILD_FILE, identity)
+        records.write_atomic(BUILD_FILE, (json.dumps(identity, indent=2) + "\n").encode())
         journal = Journal(state / JOURNAL_FILE)
         for record in recovered:
             journal.append(record)
-        remove_leftovers(dst)
-    except OSError as error:
-        raise output_error(error, state) from None
-    return state
+        remove_leftovers(output, state)
+    except OSError as error:  # local ones name their file; fsspec's do not
+        raise output_error(error, error.filename or (state if output.is_local else output.root)) from None
+    except Exception as error:  # botocore's failures are not OSErrors
+        if not is_storage_error(error):
+            raise
+        raise storage_error(error, output.root, "write the output") from None
 
 
 def comparable_identity(identity: dict) -> dict:
@@ -172,23 +182,23 @@ def comparable_identity(identity: dict) -> dict:
     return {**identity, "options": options}
 
 
-def _report_kept(dst: Path, kept: list[str], warn: Callable[[str], None]) -> None:
+def _report_kept(output: Location, kept: list[str], warn: Callable[[str], None]) -> None:
     """Say which files --overwrite left; refuse if one of them has a name this build would write."""
     clashes = [name for name in kept if _OUR_NAMES.fullmatch(name)]
     if clashes:
         raise UsageError(
             f"holds {clashes[0]}, a name this build writes, but no record says shardgen wrote it; "
             "move it away or choose another output folder",
-            dst,
+            output.root,
         )
     if kept:
         names = ", ".join(kept[:5]) + (", ..." if len(kept) > 5 else "")
-        warn(f"--overwrite kept {len(kept)} file(s) in {dst} that no record says shardgen wrote: {names}")
+        warn(f"--overwrite kept {len(kept)} file(s) in {output.root} that no record says shardgen wrote: {names}")
 
 
-def finished_manifest(dst: Path) -> dict | None:
-    """The manifest of a finished shardgen build in ``dst``, or None (none, unreadable, or not ours)."""
-    found = _read_json(dst / manifest.MANIFEST)
+def finished_manifest(output: Location) -> dict | None:
+    """The manifest of a finished shardgen build in DST, or None (none, unreadable, or not ours)."""
+    found = _read_json(output, manifest.MANIFEST)
     if not isinstance(found, dict) or "shardgen_version" not in found:
         return None
     splits, sources = found.get("splits"), found.get("sources")
@@ -197,20 +207,18 @@ def finished_manifest(dst: Path) -> dict | None:
     return found
 
 
-def _recognise_finished_build(
-    dst: Path, finished: dict, sources: list[SourceFile], identity: dict
-) -> list[ShardRecord]:
+def _recognise_finished_build(output: Location, finished: dict, identity: dict) -> list[ShardRecord]:
     """Refuse unless ``finished`` was built from the same inputs and options; return its shards.
 
     Without ``build.json``, inputs are known by name and by being no newer than the manifest (as
     make decides); the returned records are only candidates, checked by size and sha256 before reuse.
     """
-    built_ns = (dst / manifest.MANIFEST).stat().st_mtime_ns
+    built_ns = output.path(manifest.MANIFEST).stat().st_mtime_ns
     skipped = finished.get("skipped_files")
     names = [*finished["sources"], *(item.get("source") for item in skipped or () if isinstance(item, dict))]
     then = {"inputs": sorted(({"file": name} for name in names), key=str), "options": finished["options"]}
     now_inputs = [
-        {"file": item["file"], **({"modified": True} if item["mtime_ns"] > built_ns else {})}
+        {"file": item["file"], **({"modified": True} if item.get("mtime_ns", built_ns + 1) > built_ns else {})}
         for item in identity["inputs"]
     ]
     now = {"inputs": sorted(now_inputs, key=str), "options": identity["options"]}
@@ -218,16 +226,16 @@ def _recognise_finished_build(
         raise OptionsChangedError(
             f"holds a finished build with other {describe_difference(then, now)}; "
             "rerun with --overwrite to replace it, or choose another output folder",
-            dst,
+            output.root,
         )
-    return _manifest_shards(dst, finished)
+    return _manifest_shards(output, finished)
 
 
-def _manifest_shards(dst: Path, finished: dict) -> list[ShardRecord]:
+def _manifest_shards(output: Location, finished: dict) -> list[ShardRecord]:
     """The shards a manifest lists, with the md5 their split's wids index records."""
     records = []
     for split, entry in finished["splits"].items():
-        index = _read_json(dst / f"{split}.wids.json")
+        index = _read_json(output, f"{split}.wids.json")
         try:
             md5 = {item["url"]: item["md5sum"] for item in index["shardlist"]}
             for shard in entry["shards"]:
@@ -238,25 +246,26 @@ def _manifest_shards(dst: Path, finished: dict) -> list[ShardRecord]:
     return records
 
 
-def record_outputs(state: Path, names: Iterable[str]) -> None:
+def record_outputs(output: Location, names: Iterable[str]) -> None:
     """Add ``names`` (files in DST) to what this build says it writes; call before writing them."""
-    atomic.write_json(state / OUTPUTS_FILE, sorted(set(_recorded_outputs(state)) | set(names)))
+    recorded = sorted(set(_recorded_outputs(output)) | set(names))
+    output.child(STATE_DIR).write_atomic(OUTPUTS_FILE, (json.dumps(recorded, indent=2) + "\n").encode())
 
 
-def _recorded_outputs(state: Path) -> list[str]:
-    recorded = _read_json(state / OUTPUTS_FILE)
+def _recorded_outputs(output: Location) -> list[str]:
+    recorded = _read_json(output.child(STATE_DIR), OUTPUTS_FILE)
     return [name for name in recorded if isinstance(name, str)] if isinstance(recorded, list) else []
 
 
-def owned_files(dst: Path) -> set[str]:
-    """Every file in ``dst`` that this folder's shardgen records (outputs, journal, manifest) name."""
-    state = dst / STATE_DIR
-    names = set(_recorded_outputs(state)) | set(Journal(state / JOURNAL_FILE).load())
-    finished = finished_manifest(dst)
+def owned_files(output: Location, state: Path) -> set[str]:
+    """Every file in DST that this folder's shardgen records (outputs, journal, manifest) name."""
+    journal = Journal(state / JOURNAL_FILE) if output.is_local else RecordJournal(output.child(STATE_DIR))
+    names = set(_recorded_outputs(output)) | set(journal.load())
+    finished = finished_manifest(output)
     if finished is not None:
         names.add(manifest.MANIFEST)
         names.update(f"{split}.wids.json" for split in finished["splits"])
-        names.update(record.file for record in _manifest_shards(dst, finished))
+        names.update(record.file for record in _manifest_shards(output, finished))
         files = finished.get("files")
         if isinstance(files, list):
             names.update(name for name in files if isinstance(name, str))
@@ -275,25 +284,38 @@ def _is_leftover(name: str, owned: set[str]) -> bool:
     return base in owned or bool(_OUR_NAMES.fullmatch(base))
 
 
-def remove_leftovers(dst: Path) -> None:
-    """Delete what an interrupted build may leave: partial shards, temp files and fragment files.
+def shard_folder(output: Location, state: Path) -> Path:
+    """Where shards are sealed: in DST itself, or, for a URL, in the work folder before their upload."""
+    return output.path() if output.is_local else state / SEALED_DIR
+
+
+def remove_partials(folder: Path, owned: set[str]) -> None:
+    """Delete the partial shards and temp files of shardgen's own names in ``folder``."""
+    for path in folder.iterdir():
+        if _is_leftover(path.name, owned) and path.is_file():
+            path.unlink(missing_ok=True)
+
+
+def remove_leftovers(output: Location, state: Path) -> None:
+    """Delete what an interrupted build may leave: partial shards, temp files and fragment files,
+    and shards sealed for upload but never uploaded.
 
     Only names shardgen itself writes are touched; a resumed build rewrites what they stood for.
     """
-    state = dst / STATE_DIR
     shutil.rmtree(state / PARTS_DIR, ignore_errors=True)
-    owned = set(_recorded_outputs(state))
-    for path in dst.iterdir():
-        if _is_leftover(path.name, owned) and path.is_file():
-            path.unlink(missing_ok=True)
+    shards = shard_folder(output, state)
+    if not output.is_local:
+        shutil.rmtree(shards, ignore_errors=True)
+        os.makedirs(shards)
+    remove_partials(shards, set(_recorded_outputs(output)) if output.is_local else set())
     for folder in (state, state / "store", *(state / "store" / split for split in SPLITS)):
         for path in folder.glob(".*.tmp"):
             path.unlink(missing_ok=True)
 
 
-def _read_json(path: Path) -> Any:
+def _read_json(folder: Location, name: str) -> Any:
     try:
-        return json.loads(path.read_text())
+        return json.loads(folder.read_bytes(name))
     except (OSError, ValueError):
         return None
 
@@ -323,19 +345,23 @@ def _flatten(options: dict, prefix: str = "") -> dict:
     return flat
 
 
-def clean_output(dst: Path) -> list[str]:
-    """Remove what this folder's shardgen records say a build wrote in ``dst`` (shards, indexes,
-    manifest, their partial and temp files, the state folder); return the names of what is left."""
-    owned = owned_files(dst)
+def clean_output(output: Location, state: Path) -> list[str]:
+    """Remove what this folder's shardgen records say a build wrote in DST (shards, indexes, manifest,
+    their partial and temp files, the state folder) and its work folder; return what is left."""
+    owned = owned_files(output, state)
+    files = set(output.list())
     kept = []
-    for path in sorted(dst.iterdir()):
-        name = path.name
+    for name in output.list(files_only=False):
         if name == STATE_DIR:
-            _empty_state(path)
-        elif (name in owned or _is_leftover(name, owned)) and path.is_file():
-            path.unlink()
+            continue
+        if name in files and (name in owned or _is_leftover(name, owned)):
+            output.delete(name)
         else:
             kept.append(name)
+    if not output.is_local:
+        output.remove_tree(STATE_DIR)
+    if state.is_dir():
+        _empty_state(state)
     return kept
 
 

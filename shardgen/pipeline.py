@@ -23,13 +23,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import atomic, faults, manifest
+from .cluster import DaskExecutor, connect
 from .errors import InputError, Interrupted, OutputError, UsageError, WorkerError
 from .executor import StopOnSignals, new_pool, stop_pool, submit_task
 from .formats import is_drawing_file
 from .formats.ingest import check_sources, check_timed, drawing_task, filtered_counts, ingest_drawings
 from .formats.select import DrawingOptions
 from .fragments import PARTS_DIR, fragment_path, partial_path, seal_shard
-from .output import JOURNAL_FILE, fingerprint, locked, prepare_output, record_outputs, remove_leftovers
+from .location import Location, is_storage_error, is_url, storage_error
+from .objectstore import RecordJournal, default_work_dir, reusable, seal_and_upload
+from .output import (
+    JOURNAL_FILE,
+    STATE_DIR,
+    fingerprint,
+    locked,
+    owned_files,
+    prepare_output,
+    record_outputs,
+    remove_partials,
+    shard_folder,
+)
 from .plan import Shard, SplitPlan, plan_path, plan_split
 from .read import SPLITS, SourceFile, discover
 from .render import RenderOptions
@@ -38,6 +51,7 @@ from .worker import LAYOUT_FILE, ChunkTask, render_chunk
 from .write import Journal, ShardRecord, file_digest, output_error
 
 ON_ERROR = ("skip-sketches", "skip", "fail")
+SHARED = "every worker needs it at the same path, on a shared filesystem"
 CHUNK_BYTES = 32 << 20  # the most output one chunk task writes (see chunk_samples)
 CHUNK_SAMPLES = (256, 4096)  # the default chunk size's range
 CHUNKS_PER_WORKER = 8
@@ -123,12 +137,15 @@ class BuildResult:
 
 
 def build(
-    src: Path,
-    dst: Path,
+    src: Path | str,
+    dst: Path | str,
     options: BuildOptions = BuildOptions(),
     *,
     procs: int | None = None,
     executor: Executor | None = None,
+    scheduler: str | None = None,
+    storage_options: dict | None = None,
+    work_dir: Path | str | None = None,
     chunk_size: int | None = None,
     overwrite: bool = False,
     reporter: Reporter | None = None,
@@ -137,7 +154,11 @@ def build(
 
     ``executor`` may be any ``concurrent.futures.Executor`` whose workers can import shardgen and
     read ``dst``; by default a process pool of ``procs`` workers (all cores) is created, and if one
-    of its workers dies the build resumes once in a fresh pool before giving up.
+    of its workers dies the build resumes once in a fresh pool before giving up. ``scheduler``
+    (``tcp://host:8786``) runs the tasks on that Dask cluster instead (see :mod:`shardgen.cluster`).
+    ``src`` and ``dst`` may be fsspec URLs (``s3://bucket/npz``), reached with ``storage_options``;
+    with ``dst`` a URL, the packed store, plan and chunk fragments go to ``work_dir`` (a shared
+    filesystem for a cluster; by default a folder under the system's temp dir named after DST).
 
     SIGINT and SIGTERM (in the main thread) stop the build cleanly: pending chunks are cancelled,
     the shard being written is discarded, completed shards stay, and :class:`Interrupted` is raised.
@@ -145,13 +166,36 @@ def build(
     options.check()
     if chunk_size is not None and chunk_size < 1:
         raise UsageError(f"chunk size must be at least 1, got {chunk_size}")
+    if scheduler is not None:
+        if executor is not None:
+            raise UsageError("pass either an executor or a Dask scheduler address, not both")
+        dask = connect(scheduler)
+        try:  # workers resolve relative paths against their own folder: give them absolute ones
+            return build(
+                *(target if is_url(target) else Path(target).absolute() for target in (src, dst)),
+                options,
+                procs=procs or dask.threads,
+                executor=dask,
+                storage_options=storage_options,
+                work_dir=Path(work_dir).absolute() if work_dir else None,
+                chunk_size=chunk_size,
+                overwrite=overwrite,
+                reporter=reporter,
+            )
+        finally:
+            dask.shutdown(cancel_futures=True)
     procs = procs or os.cpu_count() or 1
     reporter = reporter or Reporter()
-    src, dst = Path(src), Path(dst)
-    sources = discover(src)
+    sources = discover(src if is_url(src) else Path(src), storage_options)
+    output = Location.of(dst, storage_options)
+    state = output.path(STATE_DIR) if output.is_local else Path(work_dir or default_work_dir(output.root))
     check_sources(sources, options.drawings, options.render.color)
-    with StopOnSignals() as signals, locked(dst):
-        state = prepare_output(dst, sources, options, overwrite, reporter.warn)
+    with StopOnSignals() as signals, locked(output, state):
+        prepare_output(output, state, sources, options, overwrite, reporter.warn)
+        if isinstance(executor, DaskExecutor):
+            executor.check_reach(Location.of(state), SHARED if output.is_local else SHARED + " (pass --work-dir)")
+            if not output.is_local:
+                executor.check_reach(output.child(STATE_DIR), "every worker needs DST's credentials and endpoint")
         started = time.perf_counter()
         tally = _Tally()
         attempts = 1 if executor is not None else 2
@@ -159,7 +203,7 @@ def build(
             pool = executor or new_pool(procs)
             failed, broken = True, False
             try:
-                work = _build(sources, dst, state, options, pool, 2 * procs, chunk_size, reporter, tally)
+                work = _build(sources, output, state, options, pool, 2 * procs, chunk_size, reporter, tally)
                 result = _run_to_completion(signals.run(work))
                 if result is None:
                     raise Interrupted(signals.received or signal.SIGINT)
@@ -185,7 +229,8 @@ def build(
                     # Cancelled file operations finish in threads after their coroutine gave up;
                     # the loop has joined those threads now, so no partial shard can reappear.
                     with contextlib.suppress(OSError):
-                        remove_leftovers(dst)
+                        remove_partials(shard_folder(output, state), owned_files(output, state))
+                    shutil.rmtree(state / PARTS_DIR, ignore_errors=True)
     result.seconds = time.perf_counter() - started
     return result
 
@@ -209,7 +254,7 @@ def _run_to_completion(coroutine):
         return thread.submit(asyncio.run, coroutine).result()
 
 
-async def _build(sources, dst, state, options, executor, inflight, chunk_size, reporter, tally):
+async def _build(sources, output, state, options, executor, inflight, chunk_size, reporter, tally):
     loop = asyncio.get_running_loop()
     records, skipped_files = await _ingest_all(sources, state, options, executor, loop, reporter)
     kept = [(source, record) for source, record in zip(sources, records) if record is not None]
@@ -237,16 +282,16 @@ async def _build(sources, dst, state, options, executor, inflight, chunk_size, r
         for split, plan in plans.items():
             atomic.write_npy(plan_path(state, split), plan.order)
         shards = [shard.name for plan in plans.values() for shard in plan.shards]
-        record_outputs(state, [*shards, *(f"{split}.wids.json" for split in splits), manifest.MANIFEST])
+        record_outputs(output, [*shards, *(f"{split}.wids.json" for split in splits), manifest.MANIFEST])
     except OSError as error:
         raise output_error(error, state) from None
 
-    journal = Journal(state / JOURNAL_FILE)
-    done = _reusable_shards(dst, plans, journal)
+    journal = Journal(state / JOURNAL_FILE) if output.is_local else RecordJournal(output.child(STATE_DIR))
+    done = _reusable_shards(output, plans, journal)
     reused = sum(name not in tally.sealed for name in done)
     todo = [shard for plan in plans.values() for shard in plan.shards if shard.name not in done]
     reporter.stage("render", sum(shard.count for shard in todo))
-    written = await _render_shards(todo, dst, state, options, executor, loop, inflight, journal, reporter, tally)
+    written = await _render_shards(todo, output, state, options, executor, loop, inflight, journal, reporter, tally)
     done.update({record.file: record for record in written})
 
     by_split = {split: [done[s.name] for s in plan.shards] for split, plan in plans.items()}
@@ -263,9 +308,14 @@ async def _build(sources, dst, state, options, executor, inflight, chunk_size, r
     if options.drawings.filters:
         result_manifest["filtered"] = filtered_counts([record for _, record in kept])
     try:
-        manifest.write_index(dst, result_manifest, by_split)
+        manifest.write_index(output, result_manifest, by_split)
     except OSError as error:
-        raise output_error(error, dst) from None
+        raise output_error(error, output.root) from None
+    except Exception as error:
+        if not is_storage_error(error):
+            raise
+        raise storage_error(error, output.root, "write the manifest") from None
+    dst = output.path() if output.is_local else output.root
     return BuildResult(dst, result_manifest, tally.images, len(tally.sealed), reused, 0.0)
 
 
@@ -361,22 +411,26 @@ async def _gather_or_cancel(coroutines):
         raise
 
 
-def _reusable_shards(dst: Path, plans: dict[str, SplitPlan], journal: Journal) -> dict[str, ShardRecord]:
-    """Journaled shards that are still on disk with their recorded size and sha256."""
+def _reusable_shards(output: Location, plans: dict[str, SplitPlan], journal) -> dict[str, ShardRecord]:
+    """Journaled shards that are still there with their recorded size (and locally, sha256)."""
     expected = {shard.name: shard for plan in plans.values() for shard in plan.shards}
-    reusable = {}
+    found = {}
     for name, record in journal.load().items():
         shard = expected.get(name)
-        path = dst / name
-        if shard is None or record.count != shard.count or not path.is_file():
+        if shard is None or record.count != shard.count:
             continue
-        if path.stat().st_size == record.bytes and file_digest(path)[1] == record.sha256:
-            reusable[name] = record
-    return reusable
+        if not output.is_local:
+            if reusable(output, record):
+                found[name] = record
+            continue
+        path = output.path(name)
+        if path.is_file() and path.stat().st_size == record.bytes and file_digest(path)[1] == record.sha256:
+            found[name] = record
+    return found
 
 
 async def _render_shards(
-    shards: list[Shard], dst, state, options, executor, loop, inflight, journal, reporter, tally
+    shards: list[Shard], output, state, options, executor, loop, inflight, journal, reporter, tally
 ) -> list[ShardRecord]:
     """Render ``shards`` chunk by chunk into fragments, at most ``inflight`` chunks out at once, and
     have each shard sealed on a worker once its last chunk is in; journal what was sealed."""
@@ -421,10 +475,12 @@ async def _render_shards(
     sealing: list[asyncio.Future] = []
 
     async def seal(shard: Shard, position: int, began: float) -> None:
-        path = dst / shard.name
+        path = shard_folder(output, state) / shard.name
         fragments = [fragment_path(state, shard.name, start) for start, _ in shard.chunks()]
+        # With DST a URL the same worker uploads the sealed shard: only then is its object visible.
+        sealer, upload_to = (seal_shard, ()) if output.is_local else (seal_and_upload, (output,))
         try:
-            size, sha256, md5 = await submit_task(loop, executor, seal_shard, fragments, path, position)
+            size, sha256, md5 = await submit_task(loop, executor, sealer, fragments, path, position, *upload_to)
         except BrokenProcessPool:
             raise WorkerError(f"a worker process died while sealing {shard.name}") from None
         except OSError as error:

@@ -14,22 +14,22 @@ from shardgen.sample import write_samples
 # build below. A change that alters output bytes on purpose (an encoder change, a new manifest
 # field, a version bump) updates these pins in the same commit and says why.
 PINNED_SHA256 = {
-    "manifest.json": "c048d89e84418f9ca62c3e3dd74ec6c9e92f2c285be7a35f3590cd9f893c5c7f",
-    "test-000000.tar": "edad70d30391adcf043425b879f5dee360526e47181b091bbe8d489d5c815c1f",
-    "test-000001.tar": "da1b0f4a9adf2e5f28cccec318fbd2cb21baec0aece4558c59440ad40a8c9d01",
-    "test-000002.tar": "40be11f1f9bffcf2ab3931a19e632e144ee7270a055f3fc9b60f6381c75eb2ea",
-    "test-000003.tar": "3c0131f9c2e0dafd7a87b1779bf0f27c68ced7b2402500121c0202d22a808447",
-    "test.wids.json": "1dfa8bf40b419fbcbab7c85d746fc584643e83f54dcc03aa46cd0f8793aee7a2",
-    "train-000000.tar": "652d1ae2aa89e5b7e49b7fd826a519ee8995ba6431d9a8133c33fd64d1465d57",
-    "train-000001.tar": "256b2eadcb4c1e99d3efbfc33284856f8fd731ff8e0223e915fffed17171c801",
-    "train-000002.tar": "f6166a882b9a20e5e754347a765a1b4ff964564d047b86546a6e09b230c8e387",
-    "train-000003.tar": "80e4a872898e9bf2c18b193784682082cc9afa4f5837070d745c61517d3931f3",
-    "train.wids.json": "9c94d9077401438e2affdd75871405d8dcde9f874f7f9c1630891d7221a781ef",
-    "valid-000000.tar": "0224b82021fd41bb28470bbdf4b6befce2a012a7ec815e3bcbb831359453179a",
-    "valid-000001.tar": "ff0aaca2d4a026e92523a74c28fa77cc82c23616fb56f668d959b72a01e9afb3",
-    "valid-000002.tar": "785d0d5daa5530d53e2c70d2011929ebc0db16c042b21d21495cf54d82b3ccfc",
-    "valid-000003.tar": "bc08e5318c63df8e27bc8b135e8e1639bc843a2962a551e596e71f446375437a",
-    "valid.wids.json": "e0fa00c808015c52792f9cbe7e6f6687f2b602fba28488f2fff2ea98e4020477",
+    "manifest.json": "1e6043d40c23899069a6a8dd347b5fec4ea2d8692c51c77ee33befee94c585ac",
+    "test-000000.tar": "1b7a413079cbdf5d32b01168530d09f82e54bdabec00123540b17b84765acd55",
+    "test-000001.tar": "cdc6905c5b54d5bc0a6db1ecae4f57444c3469b607483ca94547616886561f0a",
+    "test-000002.tar": "77bf80b19b3db7ed5be64e07e286aa707c4b95dc664b9f0b079d236bd0fa446a",
+    "test-000003.tar": "df679deb629e1ffbc10899c1af1ab818fdc4cfc20417ae279dda6d6758dd7a3f",
+    "test.wids.json": "1a354ddda757a44906bf3dcd9f618140fdf15b7c3477e6ac3a9b3ac2e31087d4",
+    "train-000000.tar": "a5f556ee897aa04e25ee772920211fbbaf8a843309dd37fed4a25eaebb63321b",
+    "train-000001.tar": "778e8c533e2f26987218eb560bbeee8047375577bc892a793f4ed0e782e26ad3",
+    "train-000002.tar": "949d45e4f87c86115bbf6881d42979618bc09308baa96c3c4ef405febe3bbc05",
+    "train-000003.tar": "93a3754c35e6353d8d6440f0b1a24e38dff6cc6b6b54413e2a71863f50773697",
+    "train.wids.json": "c2b3d59df448a2ae3ad3d8ebe2e2f05244d8ece46e6a0f3bb95ff06105b8276b",
+    "valid-000000.tar": "db8fdff02a86d937cbd67a8acbda44619a83159e82792147e7817267e192273a",
+    "valid-000001.tar": "c6bed7c35c5d0b2e68202fc721fd0cc67ef33a7f8af86d19a93d6d34da7d8599",
+    "valid-000002.tar": "51e5974a98774e6c98142dd7146abe8d9f019515998f3beb1bcaf2353422fb2a",
+    "valid-000003.tar": "7297d60082868139792eeabb4e177e757566e99e399cf3043794d28f3cadb9c7",
+    "valid.wids.json": "d01209c35484a86950b586edcb1149faa3289239cf8216b75450f6bb97d28e41",
 }
 # 3 classes x 20 sketches a split, 32 px, shards of 16: four shards a split, the last one short.
 OPTIONS = BuildOptions(render=RenderOptions(size=32), shard_size=16, seed=3)

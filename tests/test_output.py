@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from shardgen.errors import InputError, OptionsChangedError, OutputLockedError, UsageError
+from shardgen.location import Location
 from shardgen.output import locked, record_outputs
 from shardgen.pipeline import BuildOptions, build
 from shardgen.render import RenderOptions
@@ -65,7 +66,7 @@ def test_overwrite_removes_an_extra_file_only_when_a_record_names_it(sample_src,
     build(sample_src, tmp_path, OPTIONS, procs=1)
     (tmp_path / "README.md").write_text("card")
     if where == "outputs record":
-        record_outputs(tmp_path / ".shardgen", ["README.md"])
+        record_outputs(Location.of(tmp_path), ["README.md"])
     elif where == "manifest files":
         manifest = json.loads((tmp_path / "manifest.json").read_text())
         (tmp_path / "manifest.json").write_text(json.dumps({**manifest, "files": ["README.md"]}))
@@ -102,21 +103,23 @@ def test_overwrite_refuses_a_foreign_file_under_a_name_it_writes(sample_src, tmp
 
 def test_a_locked_folder_refuses_a_second_holder_at_once(tmp_path):
     """While one holder has DST locked, another is refused with OutputLockedError naming this process."""
-    with locked(tmp_path), pytest.raises(OutputLockedError, match=f"pid {os.getpid()}"), locked(tmp_path):
+    dst, state = Location.of(tmp_path), tmp_path / ".shardgen"
+    with locked(dst, state), pytest.raises(OutputLockedError, match=f"pid {os.getpid()}"), locked(dst, state):
         pass
-    with locked(tmp_path):  # released on exit
+    with locked(dst, state):  # released on exit
         pass
 
 
 def test_a_killed_holder_leaves_no_lock(tmp_path):
     """SIGKILL of the process holding the lock frees it: the OS releases flock locks of dead processes."""
     holder = (
-        "import os, pathlib\nfrom shardgen.output import locked\n"
-        f"with locked(pathlib.Path({str(tmp_path)!r})): os.kill(os.getpid(), 9)"
+        "import os, pathlib\nfrom shardgen.location import Location\nfrom shardgen.output import locked\n"
+        f"with locked(Location.of({str(tmp_path)!r}), pathlib.Path({str(tmp_path)!r}, '.shardgen')):\n"
+        "    os.kill(os.getpid(), 9)"
     )
     died = subprocess.run([sys.executable, "-c", holder], env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert died.returncode == -signal.SIGKILL
-    with locked(tmp_path):
+    with locked(Location.of(tmp_path), tmp_path / ".shardgen"):
         pass
 
 
