@@ -209,7 +209,10 @@ def build(
         "skip: skip both; fail: stop at the first of either.",
     ),
     overwrite: bool = typer.Option(
-        False, "--overwrite", help="Replace a build in DST made with other inputs or options.", show_default="off"
+        False,
+        "--overwrite",
+        help="Replace a build in DST made with other inputs or options (deletes only files shardgen wrote).",
+        show_default="off",
     ),
     chunk_size: Optional[int] = typer.Option(
         None,
