@@ -1,11 +1,12 @@
-"""The index stage: ``manifest.json`` and one ``{split}.wids.json`` per split, written atomically."""
+"""The index stage: ``manifest.json``, one ``{split}.wids.json`` per split and the dataset card
+(``README.md``), each written atomically."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from . import __version__, atomic
+from . import __version__, atomic, card
 from .write import ShardRecord
 
 MANIFEST = "manifest.json"
@@ -57,9 +58,10 @@ def build_manifest(
 
 
 def write_index(dst: Path, manifest: dict, splits: dict[str, list[ShardRecord]]) -> None:
-    """Write the wids indexes first and the manifest last: a manifest means the build is done."""
+    """Write the wids indexes and the card first and the manifest last: a manifest means the build is done."""
     for split, shards in splits.items():
         atomic.write_json(Path(dst) / f"{split}.wids.json", wids_index(split, shards))
+    atomic.write_bytes(Path(dst) / card.CARD, card.dataset_card(manifest).encode())
     atomic.write_json(Path(dst) / MANIFEST, manifest)
 
 

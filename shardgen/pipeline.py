@@ -21,7 +21,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import atomic, faults, manifest
+from . import atomic, card, faults, manifest
 from .errors import InputError, Interrupted, OptionsChangedError, UsageError, WorkerError
 from .executor import StopOnSignals, new_pool, stop_pool, submit_task
 from .plan import Shard, SplitPlan, plan_path, plan_split
@@ -281,14 +281,18 @@ def _flatten(options: dict, prefix: str = "") -> dict:
 
 
 def clean_output(dst: Path) -> None:
-    """Remove what a shardgen build writes in ``dst`` (shards, indexes, state), nothing else."""
+    """Remove what a shardgen build writes in ``dst`` (shards, indexes, card, state), nothing else."""
     if not dst.is_dir():
         return
     for path in dst.iterdir():
         name = path.name
         if name == STATE_DIR:
             shutil.rmtree(path)
-        elif name.endswith((".tar", ".tar" + PARTIAL_SUFFIX, ".wids.json")) or name == manifest.MANIFEST:
+        elif (
+            name.endswith((".tar", ".tar" + PARTIAL_SUFFIX, ".wids.json"))
+            or name == manifest.MANIFEST
+            or (name == card.CARD and card.written_by_shardgen(path))  # never a README.md of the user's
+        ):
             path.unlink()
 
 
