@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .dataset import STROKES
+
 CARD = "README.md"
 # The first line of every card shardgen writes (a YAML comment), so that ``--overwrite`` removes a
 # card of ours and never a README.md a user put there.
@@ -26,7 +28,6 @@ METADATA_FEATURES = (
 )
 # Hugging Face decodes these extensions to images; an ``npy`` member is loaded as an array instead.
 IMAGE_FORMATS = ("png", "jpg", "webp")
-STROKES = "strokes.npy"
 # Skipped inputs listed one by one up to this many; the manifest lists them all.
 MAX_LISTED = 20
 # Build options as ``shardgen build`` spells them: bools by their flag for True and for False
@@ -66,8 +67,9 @@ def features(manifest: dict) -> list[dict]:
         {"name": "json", "struct": [{"name": name, "dtype": dtype} for name, dtype in METADATA_FEATURES]},
     ]
     if render.get("strokes"):
-        # The store keeps int16 where exact and float32 otherwise, per class; float32 holds both exactly.
-        out.append({"name": STROKES, "dtype": {"array2_d": {"shape": [None, 3], "dtype": "float32"}}})
+        # The member keeps the store's dtype, which may differ between classes (int16 where exact,
+        # else int32, float32 or float64); one feature type must hold them all exactly.
+        out.append({"name": STROKES, "dtype": {"array2_d": {"shape": [None, 3], "dtype": "float64"}}})
     return out + [{"name": "__key__", "dtype": "string"}, {"name": "__url__", "dtype": "string"}]
 
 

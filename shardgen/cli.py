@@ -113,6 +113,9 @@ def build(
     image_format: str = typer.Option("png", "--format", help="png, jpg, webp or npy (raw uint8 array)."),
     quality: int = typer.Option(90, "--quality", help="jpg/webp quality, 1-100 (both are lossy)."),
     png_compression: int = typer.Option(1, "--png-compression", help="png zlib level 0-9 (does not change pixels)."),
+    with_strokes: bool = typer.Option(
+        False, "--with-strokes", help="Also store each sketch's stroke-3 array as KEY.strokes.npy.", show_default="off"
+    ),
     shard_size: int = typer.Option(
         10_000, "--shard-size", help="Most samples per shard; shards are cut to near-equal sizes."
     ),
@@ -173,6 +176,7 @@ def build(
             format=image_format,
             quality=quality,
             png_compression=png_compression,
+            strokes=with_strokes,
         ),
         shard_size=shard_size,
         splits=tuple(s.strip() for s in splits.split(",") if s.strip()) if splits else None,

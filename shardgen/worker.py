@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from . import faults, tar
+from .dataset import STROKES
 from .plan import locate, plan_path
-from .render import RenderOptions, color_seed, encode_image, render_sketch
+from .render import RenderOptions, color_seed, encode_image, encode_npy, render_sketch
 from .store import StoreReader
 
 LAYOUT_FILE = "layout.json"
@@ -141,5 +142,7 @@ def render_chunk(task: ChunkTask) -> bytes:
         members.append(tar.member(f"{key}.{ext}", encode_image(image, options)))
         members.append(tar.member(f"{key}.cls", b"%d" % class_index))
         members.append(tar.member(f"{key}.json", b"%s%d%s" % (prefix, source_index, suffix)))
+        if options.strokes:
+            members.append(tar.member(f"{key}.{STROKES}", encode_npy(strokes)))
     reader.release()
     return b"".join(members)
