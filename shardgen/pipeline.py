@@ -24,6 +24,7 @@ from pathlib import Path
 from . import atomic, card, faults, manifest
 from .errors import InputError, Interrupted, OptionsChangedError, UsageError, WorkerError
 from .executor import StopOnSignals, new_pool, stop_pool, submit_task
+from .mainguard import check_main_guard
 from .plan import Shard, SplitPlan, plan_path, plan_split
 from .read import SPLITS, SourceFile, discover
 from .render import RenderOptions
@@ -135,6 +136,8 @@ def build(
     options.check()
     if chunk_size < 1:
         raise UsageError(f"chunk size must be at least 1, got {chunk_size}")
+    if executor is None:
+        check_main_guard()  # before DST is touched: an unguarded script would re-run this in every worker
     procs = procs or os.cpu_count() or 1
     reporter = reporter or Reporter()
     src, dst = Path(src), Path(dst)
