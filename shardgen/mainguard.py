@@ -29,12 +29,13 @@ def check_main_guard() -> None:
     if getattr(multiprocessing.current_process(), "_inheriting", False):
         raise UsageError(f"shardgen.build() ran again in a worker process re-running the main script; {HINT}")
     main = sys.modules.get("__main__")
-    if main is None or not reruns_main(main):
+    path = getattr(main, "__file__", None)  # None for -c, the REPL and notebooks: nothing to re-run
+    if main is None or path is None or not reruns_main(main):
         return
     line = top_level_line(main, sys._getframe(1))
-    if line is not None and not guarded(main.__file__, line):
+    if line is not None and not guarded(path, line):
         message = f"line {line} calls shardgen.build() from the script's top level, which every worker re-runs"
-        raise UsageError(f"{message}; {HINT}", main.__file__)
+        raise UsageError(f"{message}; {HINT}", path)
 
 
 def reruns_main(main: ModuleType) -> bool:
@@ -42,7 +43,7 @@ def reruns_main(main: ModuleType) -> bool:
     name = getattr(getattr(main, "__spec__", None), "name", None)
     if name is not None:  # python -m NAME: re-run by name, except a package's __main__
         return name != "__main__" and not name.endswith(".__main__")
-    path = getattr(main, "__file__", None)  # a script; None for -c, the REPL and notebooks
+    path = getattr(main, "__file__", None)
     return path is not None and os.path.splitext(os.path.basename(path))[0] != "ipython"
 
 

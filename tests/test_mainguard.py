@@ -6,11 +6,12 @@ import os
 import subprocess
 import sys
 import textwrap
+import types
 
 import pytest
 
 from shardgen.errors import UsageError
-from shardgen.mainguard import check_main_guard, guarded
+from shardgen.mainguard import check_main_guard, guarded, reruns_main
 from tests.helpers import ROOT
 
 UNGUARDED = """\
@@ -56,6 +57,30 @@ def test_guarded_finds_the_main_block(tmp_path, source, line, expected):
     script = tmp_path / "script.py"
     script.write_text(source)
     assert guarded(str(script), line) is expected
+
+
+@pytest.mark.parametrize(
+    ("attributes", "reruns"),
+    [
+        ({"__file__": "/x/train.py"}, True),
+        ({"__file__": "/x/ipython.py"}, False),
+        ({"__file__": "/x/__main__.py", "__spec__": "shardgen.__main__"}, False),
+        ({"__file__": "/x/tool.py", "__spec__": "tool"}, True),
+        ({}, False),
+    ],
+)
+def test_reruns_main_follows_multiprocessing(attributes, reruns):
+    """Workers re-run a script or a ``-m`` module, never a package's ``__main__``, IPython or ``-c`` code."""
+    main = types.ModuleType("__main__")
+    for name, value in attributes.items():
+        setattr(main, name, types.SimpleNamespace(name=value) if name == "__spec__" else value)
+    assert reruns_main(main) is reruns
+
+
+def test_main_without_a_file_is_never_blocked(monkeypatch):
+    """A notebook's or ``python -c``'s main module has no file: nothing is re-run, nothing refused."""
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
+    check_main_guard()
 
 
 def test_unreadable_script_counts_as_guarded(tmp_path):
