@@ -356,7 +356,8 @@ def bench_input(src: Path, args, work: Path) -> None:
         out = work / "shardgen"
         shutil.rmtree(out, ignore_errors=True)
         cmd = [py, "-m", "shardgen", "build", str(src), str(out), "--procs", str(args.procs)]
-        cmd += ["--size", str(args.size), "--no-progress", "--chunk-size", str(args.chunk_size)]
+        cmd += ["--size", str(args.size), "--no-progress"]
+        cmd += ["--chunk-size", str(args.chunk_size)] if args.chunk_size else []
         run = run_watched(cmd, phase_file=out / ".shardgen" / "layout.json")
         rates["shardgen"].append(images / run["wall"])
         runs["shardgen"].append(run)
@@ -443,6 +444,175 @@ def bench_memory(args, work: Path) -> None:
         )
 
 
+# ---------------------------------------------------------------------------------------------
+# The ceiling: what the pipeline around render+encode costs (issue 10)
+
+
+def child_ceiling(src: str, dst: str, procs: int, image_bytes: int, chunk: str) -> None:
+    """``shardgen.build`` in this process with every image a constant ``image_bytes``; prints JSON.
+
+    The worker reads ``SHARDGEN_BENCH_CONSTANT_IMAGE`` when it is imported (in the fork server,
+    started by this build), so the variable is set before shardgen is imported. Parent CPU is
+    ``getrusage(RUSAGE_SELF)`` around the call: every thread of this process (the event loop and
+    the pool's feeder and manager threads), nothing of the workers.
+    """
+    import resource
+
+    os.environ["SHARDGEN_BENCH_CONSTANT_IMAGE"] = str(image_bytes)
+    from shardgen.pipeline import BuildOptions, build
+
+    before, started = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    chunk_size = None if chunk == "auto" else int(chunk)
+    result = build(Path(src), Path(dst), BuildOptions(), procs=procs, chunk_size=chunk_size)
+    wall, after = time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    print(json.dumps({"images": result.images, "seconds": wall, "parent_cpu": cpu}))
+
+
+def ceiling_run(src: Path, out: Path, procs: int, image_bytes: int, chunk: str = "auto") -> dict:
+    shutil.rmtree(out, ignore_errors=True)
+    me = str(Path(__file__).resolve())
+    run = run_watched([sys.executable, me, "_ceiling", str(src), str(out), str(procs), str(image_bytes), chunk])
+    shutil.rmtree(out, ignore_errors=True)
+    return json.loads(run["stdout"])
+
+
+def bench_ceiling(args, work: Path) -> None:
+    src = sample_input(Path(args.out) / "cache", 10, -(-args.ceiling_sketches // 30))
+    print(f"\n== ceiling: render+encode replaced by a constant {args.ceiling_bytes:,}-byte image")
+    print("   (SHARDGEN_BENCH_CONSTANT_IMAGE), shardgen.build in-process, median of the reps")
+    procs_list = sorted({1, *(2**i for i in range(1, 12) if 2**i < args.procs), args.procs})
+    table = {}
+    for procs in procs_list:
+        runs = [ceiling_run(src, work / "ceiling", procs, args.ceiling_bytes) for _ in range(args.reps)]
+        images = runs[0]["images"]
+        table[procs] = (median([images / r["seconds"] for r in runs]), median([r["parent_cpu"] for r in runs]))
+        rate, cpu = table[procs]
+        print(
+            f"  --procs {procs:<3d} {images:,} images: {rate:10,.0f} images/s, parent CPU {1e6 * cpu / images:.2f} us"
+            f"/image  ({load()})",
+            flush=True,
+        )
+    rate, cpu = table[2 if 2 in table else procs_list[-1]]
+    parent_us = 1e6 * cpu / images
+    print(f"  parent CPU per image at --procs 2: {parent_us:.2f} us (target <= 2)")
+    for chunk in ("256", "1024"):
+        runs = [ceiling_run(src, work / "ceiling", 2, args.ceiling_bytes, chunk) for _ in range(args.reps)]
+        cpu_us = 1e6 * median([r["parent_cpu"] for r in runs]) / images
+        rate = median([images / r["seconds"] for r in runs])
+        print(f"  the same with --chunk-size {chunk}: {cpu_us:.2f} us/image, {rate:,.0f} images/s")
+    print(f"  ceiling at --procs {procs_list[-1]}: {table[procs_list[-1]][0]:,.0f} images/s")
+    print(
+        f"  a parent at {parent_us:.2f} us/image alone could carry {1e6 / parent_us:,.0f} images/s; 128 cores render"
+        " about 250,000 images/s (256 px PNG)"
+    )
+    print_scaling("ceiling", {procs: rate for procs, (rate, _) in table.items()})
+
+
+def print_scaling(name: str, rates: dict[int, float]) -> None:
+    base = rates[min(rates)]
+    print(f"  scaling ({name}): procs, images/s, efficiency = rate / (procs x rate at 1 proc)")
+    for procs, rate in sorted(rates.items()):
+        print(f"    {procs:>4d} {rate:12,.0f} {rate / (procs * base):8.2f}")
+
+
+def bench_scaling(args, work: Path) -> None:
+    """Real builds (render on) at 1, 2, 4 ... --procs workers, on the synthetic input."""
+    src = sample_input(Path(args.out) / "cache", 10, -(-args.sketches // 30))
+    print(f"\n== scaling: `shardgen build --size {args.size}` on {src.name}, median of {args.reps}")
+    procs_list = sorted({1, *(2**i for i in range(1, 12) if 2**i < args.procs), args.procs})
+    rates = {}
+    for procs in procs_list:
+        out, values = work / "scaling", []
+        for _ in range(args.reps):
+            shutil.rmtree(out, ignore_errors=True)
+            cmd = [sys.executable, "-m", "shardgen", "build", str(src), str(out), "--procs", str(procs)]
+            run = run_watched(cmd + ["--size", str(args.size), "--no-progress"])
+            values.append(sum(s["count"] for s in json.loads((out / "manifest.json").read_text())["splits"].values()))
+            values[-1] /= run["wall"]
+        rates[procs] = median(values)
+        print(f"  --procs {procs:<3d} {rates[procs]:10,.0f} images/s  ({load()})", flush=True)
+    shutil.rmtree(work / "scaling", ignore_errors=True)
+    print_scaling("build", rates)
+
+
+def bench_large_images(args, work: Path) -> None:
+    """Peak summed RSS of a build of large uncompressed images: in-flight work is bounded in bytes."""
+    src = sample_input(Path(args.out) / "cache", 10, -(-args.large_sketches // 30))
+    out = work / "large"
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [sys.executable, "-m", "shardgen", "build", str(src), str(out), "--procs", str(args.procs)]
+    cmd += ["--size", "2048", "--format", "npy", "--no-progress"]
+    run = run_watched(cmd, phase_file=out / ".shardgen" / "layout.json")
+    images = sum(s["count"] for s in json.loads((out / "manifest.json").read_text())["splits"].values())
+    shutil.rmtree(out, ignore_errors=True)
+    print(f"\n== large images: {images:,} sketches at --size 2048 --format npy (4 MB each), --procs {args.procs}")
+    print(
+        f"  peak summed RSS of the process tree {mb(run['peak_rss'])} (target < 1.5 GB), render phase"
+        f" {mb(run['peak_rss_by_phase'].get('render', 0))}, {images / run['wall']:,.0f} images/s"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Streaming QuickDraw input: peak memory while ingesting a large generated ndjson file
+
+
+def bench_formats_memory(gigabytes: float, work: Path) -> None:
+    """Ingest ``gigabytes`` of generated simplified ndjson in a child; report its peak RSS (target < 300 MB)."""
+    from shardgen.sample import write_samples
+
+    work.mkdir(parents=True, exist_ok=True)
+    path = work / "circle.ndjson"
+    target = int(gigabytes * 1e9)
+    if not path.exists() or path.stat().st_size < target:
+        seeds = work / "seeds"
+        write_samples(seeds, categories=10, per_split=100, format="ndjson")
+        lines = [json.loads(line) for f in sorted(seeds.glob("*.ndjson")) for line in f.read_text().splitlines()]
+        written, number = 0, 0
+        with open(path.with_suffix(".tmp"), "w") as out:
+            while written < target:
+                record = lines[number % len(lines)]
+                line = json.dumps({**record, "key_id": str(10**17 + number)}, separators=(",", ":")) + "\n"
+                out.write(line)
+                written, number = written + len(line), number + 1
+        path.with_suffix(".tmp").replace(path)
+    print(f"\nformats memory: ingest of {path.stat().st_size / 1e9:.2f} GB of simplified ndjson, one process")
+    result = subprocess.run(
+        [sys.executable, __file__, "_formats_ingest", str(path), str(work / "store")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    figures = json.loads(result.stdout)
+    print(
+        f"  {figures['drawings']:,} drawings in {figures['seconds']:.1f} s "
+        f"({figures['drawings'] / figures['seconds']:,.0f} drawings/s; the machine may be shared)"
+    )
+    print(
+        f"  peak RSS {figures['peak_rss'] / 1e6:.0f} MB (target < 300 MB; "
+        f"{figures['start_rss'] / 1e6:.0f} MB of it before reading: Python, numpy, shardgen)"
+    )
+
+
+def child_formats_ingest(path: str, store: str) -> None:
+    """Run one QuickDraw file's ingest as a build's worker does; print drawings, seconds, RSS."""
+    import resource
+
+    from shardgen.formats.ingest import DrawingIngestTask, ingest_drawings
+    from shardgen.read import SourceFile
+
+    start_rss = int(Path("/proc/self/statm").read_text().split()[1]) * PAGE
+    shutil.rmtree(store, ignore_errors=True)
+    task = DrawingIngestTask(SourceFile(Path(path), "circle"), 0, Path(store), ("train",), None, "skip", "bench")
+    began = time.perf_counter()
+    record = ingest_drawings(task)
+    seconds = time.perf_counter() - began
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(
+        json.dumps({"drawings": record.counts["train"], "seconds": seconds, "peak_rss": peak, "start_rss": start_rss})
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("inputs", nargs="*", type=Path, help="extra folders of .npz files to bench on")
@@ -450,7 +620,7 @@ def main() -> None:
     parser.add_argument("--sketches", type=int, default=30_000, help="synthetic sketches (10 classes x 3 splits)")
     parser.add_argument("--procs", type=int, default=os.cpu_count() or 1, help="worker processes (default: cores)")
     parser.add_argument("--size", type=int, default=256, help="image size in pixels")
-    parser.add_argument("--chunk-size", type=int, default=CHUNK, help="shardgen --chunk-size")
+    parser.add_argument("--chunk-size", type=int, default=None, help="shardgen --chunk-size (default: its own)")
     parser.add_argument(
         "--memory-sketches",
         type=lambda s: [int(x) for x in s.split(",") if x],
@@ -459,8 +629,27 @@ def main() -> None:
     )
     parser.add_argument("--memory-size", type=int, default=32, help="image size of the memory runs")
     parser.add_argument("--no-sample", action="store_true", help="bench only the given input folders")
+    parser.add_argument("--ceiling", action="store_true", help="also measure the ceiling and parent CPU per image")
+    parser.add_argument("--ceiling-sketches", type=int, default=90_000, help="sketches of the ceiling runs")
+    parser.add_argument("--ceiling-bytes", type=int, default=4096, help="the constant image's size in bytes")
+    parser.add_argument("--scaling", action="store_true", help="also time real builds at 1, 2, 4 ... --procs")
+    parser.add_argument(
+        "--large-sketches", type=int, default=1000, help="sketches of the 2048 px npy memory run (0 to skip)"
+    )
+    parser.add_argument("--only", choices=["ceiling", "scaling", "large"], help="run only this measurement")
     parser.add_argument("--out", default=str(ROOT / "bench-out"), help="work folder (cache, shards)")
+    parser.add_argument(
+        "--formats-memory",
+        type=float,
+        nargs="?",
+        const=1.0,
+        metavar="GB",
+        help="only measure peak memory while ingesting GB (default 1) of generated QuickDraw ndjson",
+    )
     args = parser.parse_args()
+    if args.formats_memory:
+        bench_formats_memory(args.formats_memory, Path(args.out) / "formats")
+        return
 
     work = Path(args.out) / "work"
     work.mkdir(parents=True, exist_ok=True)
@@ -472,6 +661,11 @@ def main() -> None:
     print(f"machine: {machine()}")
     print(f"versions: numpy {numpy.__version__}, opencv {cv2.__version__}, webdataset {webdataset.__version__}")
     print(f"at start: {load()}; a load above the core count means others share the CPU (figures are noisy)")
+    only = {"ceiling": bench_ceiling, "scaling": bench_scaling, "large": bench_large_images}.get(args.only)
+    if only is not None:
+        only(args, work)
+        print(f"\nat end: {load()}")
+        return
     shardgen_help, bare = help_time()
     print(f"\n`python -m shardgen --help`: {shardgen_help:.3f} s (target <= 0.3; `python -c pass` takes {bare:.3f} s)")
 
@@ -480,12 +674,22 @@ def main() -> None:
         bench_input(src, args, work / src.name)
     if args.memory_sketches:
         bench_memory(args, work)
+    if args.large_sketches:
+        bench_large_images(args, work)
+    if args.ceiling:
+        bench_ceiling(args, work)
+    if args.scaling:
+        bench_scaling(args, work)
     print(f"\nat end: {load()}")
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "_bound":
         child_bound(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    elif len(sys.argv) > 1 and sys.argv[1] == "_ceiling":
+        child_ceiling(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6])
+    elif len(sys.argv) > 1 and sys.argv[1] == "_formats_ingest":
+        child_formats_ingest(sys.argv[2], sys.argv[3])
     elif len(sys.argv) > 1 and sys.argv[1] == "_baseline":
         child_baseline(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]))
     else:

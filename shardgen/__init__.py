@@ -15,6 +15,7 @@ _EXPORTS = {
     "BuildOptions": "pipeline",
     "BuildPlan": "dryrun",
     "BuildResult": "pipeline",
+    "DrawingOptions": "formats.select",
     "InputError": "errors",
     "OptionsChangedError": "errors",
     "OutputError": "errors",
@@ -67,6 +68,7 @@ if TYPE_CHECKING:  # explicit imports for type checkers and readers
         VerifyError,
         WorkerError,
     )
+    from .formats.select import DrawingOptions
     from .npz import read_npz
     from .pipeline import BuildOptions, BuildResult, Reporter, build
     from .read import category_name, discover, validate_sketch

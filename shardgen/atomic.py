@@ -37,7 +37,23 @@ def write_json(path: Path, obj: Any) -> None:
 
 def write_npy(path: Path, array: np.ndarray) -> None:
     """Atomically write a ``.npy`` file (plain, no pickle) that workers can memory-map."""
-    _write_via_temp(Path(path), lambda f: np.lib.format.write_array(f, np.ascontiguousarray(array), allow_pickle=False))
+    _write_via_temp(Path(path), lambda f: write_npy_to(f, array))
+
+
+class _Writes:
+    """Only a ``write`` method: numpy then writes through it rather than with C ``fwrite``."""
+
+    def __init__(self, file) -> None:
+        self.write = file.write
+
+
+def write_npy_to(file, array: np.ndarray) -> None:
+    """Write ``array`` as ``.npy`` bytes to an open file, so that a full disk raises ``ENOSPC``.
+
+    numpy writes real files with ``fwrite`` and reports a short write as "72303 requested and
+    30656 written", without the errno; Python's own ``write`` raises the real ``OSError``.
+    """
+    np.lib.format.write_array(_Writes(file), np.ascontiguousarray(array), allow_pickle=False)
 
 
 def temp_path(path: Path) -> Path:

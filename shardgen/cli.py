@@ -74,24 +74,43 @@ def sample(
     categories: int = typer.Option(6, "--categories", "-c", help="Number of categories (shapes)."),
     per_split: int = typer.Option(200, "--per-split", "-n", help="Sketches in each of train, valid and test."),
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed writes the same files."),
+    file_format: str = typer.Option(
+        "npz",
+        "--format",
+        help="npz (sketch-rnn), ndjson (QuickDraw simplified), ndjson-raw (with times), bin (Google's binary) "
+        "or csv (Kaggle); the QuickDraw formats hold every split in one file, fitted into 0-255.",
+    ),
+    fit: bool = typer.Option(
+        False,
+        "--fit",
+        help="npz only: fit the drawings into 0-255 like the QuickDraw formats (same points).",
+        show_default="off",
+    ),
 ) -> None:
-    """Write synthetic sketches in the exact sketch-rnn .npz format (for demos and tests)."""
+    """Write synthetic sketches in the exact sketch-rnn .npz format or a QuickDraw one (for demos and tests)."""
     from .errors import UsageError
     from .sample import write_samples
 
     if dst.exists() and not dst.is_dir():
         raise UsageError("output must be a folder, but a file exists there", dst)
     try:
-        paths = write_samples(dst, categories=categories, per_split=per_split, seed=seed)
+        paths = write_samples(dst, categories=categories, per_split=per_split, seed=seed, format=file_format, fit=fit)
     except ValueError as error:
         raise UsageError(str(error)) from None
-    typer.echo(f"wrote {len(paths)} categories x 3 splits x {per_split} sketches to {dst}")
+    except OSError as error:
+        raise UsageError(f"cannot write: {error.strerror or error}", error.filename or dst) from None
+    if file_format == "npz":
+        typer.echo(f"wrote {len(paths)} categories x 3 splits x {per_split} sketches to {dst}")
+    else:
+        typer.echo(f"wrote {len(paths)} categories x {3 * per_split} drawings ({file_format}) to {dst}")
 
 
 @app.command()
 @reports_errors
 def build(
-    src: Path = typer.Argument(..., help="Folder of sketch-rnn .npz files (one category per file)."),
+    src: Path = typer.Argument(
+        ..., help="Folder of sketch files, one category each: sketch-rnn .npz, QuickDraw .ndjson(.gz), .bin or .csv."
+    ),
     dst: Path = typer.Argument(..., help="Output folder for shards, manifest.json and wids indexes."),
     procs: int = typer.Option(os.cpu_count() or 1, "--procs", "-p", help="Worker processes.", show_default="all cores"),
     size: int = typer.Option(256, "--size", help="Image width and height in pixels."),
@@ -108,7 +127,8 @@ def build(
         "black",
         "--color",
         help="black; random: each stroke its own colour (seeded by --seed and the sample key); "
-        "order: stroke order as intensity, first strokes darkest (a colour ramp with --channels 3).",
+        "order: stroke order as intensity, first strokes darkest (a colour ramp with --channels 3); "
+        "time: each point by its time in the drawing (raw QuickDraw ndjson/CSV only).",
     ),
     image_format: str = typer.Option("png", "--format", help="png, jpg, webp or npy (raw uint8 array)."),
     quality: int = typer.Option(90, "--quality", help="jpg/webp quality, 1-100 (both are lossy)."),
@@ -126,6 +146,18 @@ def build(
         None, "--limit", help="At most N sketches per category and split (quick runs).", show_default="no limit"
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the cross-category shuffle (and random colours)."),
+    split_ratio: Optional[str] = typer.Option(
+        None,
+        "--split-ratio",
+        help="QuickDraw files: TRAIN,VALID,TEST fractions, e.g. 0.9,0.05,0.05, assigned by a seeded hash of key_id.",
+        show_default="all in train",
+    ),
+    recognized_only: bool = typer.Option(
+        False, "--recognized-only", help="QuickDraw files: keep only drawings the game recognized.", show_default="off"
+    ),
+    countries: Optional[str] = typer.Option(
+        None, "--countries", help="QuickDraw files: keep only these country codes, e.g. US,GB.", show_default="all"
+    ),
     shuffle: bool = typer.Option(
         True, "--shuffle/--no-shuffle", help="Mix categories across shards, or keep source order."
     ),
@@ -138,7 +170,12 @@ def build(
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace a build in DST made with other inputs or options.", show_default="off"
     ),
-    chunk_size: int = typer.Option(256, "--chunk-size", help="Samples per worker task (does not change the output)."),
+    chunk_size: Optional[int] = typer.Option(
+        None,
+        "--chunk-size",
+        help="Samples per worker task (does not change the output).",
+        show_default="256-4096, about 8 tasks a worker",
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar on stderr."),
     dry_run: bool = typer.Option(
         False,
@@ -159,6 +196,7 @@ def build(
     """Render every sketch in SRC into WebDataset tar shards in DST (resumes an interrupted build)."""
     from .dryrun import plan_build
     from .errors import UsageError
+    from .formats.select import ALL_TRAIN, DrawingOptions
     from .pipeline import BuildOptions
     from .pipeline import build as run_build
     from .render import RenderOptions
@@ -184,6 +222,11 @@ def build(
         seed=seed,
         shuffle=shuffle,
         on_error=on_error,
+        drawings=DrawingOptions(
+            split_ratio=_fractions(split_ratio) if split_ratio else ALL_TRAIN,
+            recognized_only=recognized_only,
+            countries=tuple(c.strip().upper() for c in countries.split(",") if c.strip()) if countries else None,
+        ),
     )
     if procs < 1:
         raise UsageError(f"--procs must be at least 1, got {procs}; leave it out to use every core")
@@ -206,11 +249,20 @@ def build(
         print_summary(result, as_json=as_json)
 
 
+def _fractions(text: str) -> tuple[float, ...]:
+    from .errors import UsageError
+
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise UsageError(f"--split-ratio takes three numbers TRAIN,VALID,TEST, got {text!r}") from None
+
+
 @app.command()
 @reports_errors
 def preview(
     dst: Path = typer.Argument(..., help="A finished build's output folder (holds manifest.json)."),
-    output: Path = typer.Option(..., "--output", "-o", help="PNG file to write the contact sheet to."),
+    output: Path = typer.Option(..., "--output", "-o", help="Image file to write the contact sheet to (.png or .jpg)."),
     split: str = typer.Option("train", "--split", help="Split to show samples of."),
     count: int = typer.Option(64, "--count", "-n", help="Number of samples (about as many from each class)."),
     cell: int = typer.Option(64, "--cell", help="Width and height of each image in the grid, in pixels."),

@@ -130,16 +130,63 @@ def load_manifest(dst: str | Path) -> dict:
         import webdataset as wds
 
         with wds.gopen(f"{str(dst).rstrip('/')}/{MANIFEST}") as stream:
-            return json.load(stream)
+            return check_manifest(json.load(stream), dst)
+    if Path(dst).exists() and not Path(dst).is_dir():
+        raise InputError("is a file, not a build's output folder (the folder holding manifest.json)", dst)
     path = Path(dst) / MANIFEST
     try:
-        return json.loads(path.read_text())
+        return check_manifest(json.loads(path.read_text()), dst)
     except FileNotFoundError:
         raise InputError(
             f"no {MANIFEST}: not a finished shardgen build (run shardgen build, or let it finish)", dst
         ) from None
     except ValueError as error:
         raise InputError(f"{MANIFEST} is not valid JSON ({error})", dst) from None
+    except OSError as error:
+        raise InputError(f"cannot read {MANIFEST}: {error.strerror or error}", dst) from None
+
+
+# What each shard entry of a manifest must hold, and of which type.
+SHARD_FIELDS = {"file": str, "count": int, "bytes": int, "sha256": str}
+
+
+def check_manifest(manifest: Any, dst: str | Path) -> dict:
+    """``manifest`` if it has the shape readers rely on; else an :class:`InputError` saying what is off."""
+
+    def malformed(why: str) -> InputError:
+        return InputError(f"{MANIFEST} is not a shardgen manifest: {why}; rebuild with shardgen build", dst)
+
+    if not isinstance(manifest, dict):
+        raise malformed(f"it holds a JSON {_json_type(manifest)}, not an object")
+    if not isinstance(manifest.get("classes"), list) or not all(isinstance(c, str) for c in manifest["classes"]):
+        raise malformed("'classes' is not a list of names")
+    if not isinstance(manifest.get("splits"), dict):
+        raise malformed("'splits' is not an object")
+    options = manifest.get("options", {})
+    if not isinstance(options, dict) or not isinstance(options.get("render", {}), dict):
+        raise malformed("'options' or its 'render' is not an object")
+    for split, info in manifest["splits"].items():
+        if not (isinstance(info, dict) and isinstance(info.get("count"), int) and isinstance(info.get("shards"), list)):
+            raise malformed(f"split {split!r} has no sample count or shard list")
+        counts = info.get("class_counts", [0] * len(manifest["classes"]))
+        if not isinstance(info.get("blank", 0), int) or not _ints(counts, len(manifest["classes"])):
+            raise malformed(f"split {split!r} has a blank count or class counts that are not numbers")
+        for shard in info["shards"]:
+            if not isinstance(shard, dict) or not all(isinstance(shard.get(k), t) for k, t in SHARD_FIELDS.items()):
+                raise malformed(f"a shard of split {split!r} lacks one of {', '.join(SHARD_FIELDS)}")
+    for key in ("skipped", "skipped_files"):
+        items = manifest.get(key, [])
+        if not isinstance(items, list) or not all(isinstance(i, dict) and "source" in i for i in items):
+            raise malformed(f"{key!r} is not a list of skipped inputs")
+    return manifest
+
+
+def _ints(values: Any, length: int) -> bool:
+    return isinstance(values, list) and len(values) == length and all(isinstance(v, int) for v in values)
+
+
+def _json_type(value: Any) -> str:
+    return {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}.get(type(value), "null")
 
 
 def shard_urls(dst: str | Path, split: str, manifest: dict | None = None) -> list[str]:

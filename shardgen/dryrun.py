@@ -6,9 +6,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InputError
+from .errors import InputError, SketchError
 from .pipeline import BuildOptions, Reporter, splits_present
-from .read import SPLITS, discover
+from .read import ADAPTERS, SPLITS, SourceFile, as_sketch_array, discover, validate_sketch
 from .store import ClassRecord
 
 
@@ -43,21 +43,23 @@ def plan_build(
     """
     from . import tar
     from .dataset import STROKES
-    from .errors import SketchError
+    from .formats import is_drawing_file
+    from .formats.ingest import check_sources, plan_drawings
     from .plan import shard_bounds
-    from .read import ADAPTERS, as_sketch_array, validate_sketch
     from .render import color_seed, encode_image, encode_npy, render_sketch
     from .worker import sample_key
 
     options.check()
     reporter = reporter or Reporter()
     sources = discover(Path(src))
+    check_sources(sources, options.drawings, options.render.color)
     wanted = tuple(options.splits or SPLITS)
     kept, skipped, skipped_files, reservoirs = [], [], [], []
     reporter.stage("read", len(sources))
     for source in sources:
         try:
-            by_split = ADAPTERS[source.path.suffix](source.path, wanted)
+            read = plan_drawings if is_drawing_file(source.path) else _read_npz
+            record, valid = read(source, wanted, options, sample)
         except InputError as error:
             if options.on_error != "skip":
                 raise
@@ -66,32 +68,11 @@ def plan_build(
             skipped_files.append({"source": source.name, "reason": error.message})
             reporter.advance(1)
             continue
-        record = ClassRecord(source.category, source.name, "")
-        valid = []  # (split, index, sketch) candidates for the size sample
-        for split in wanted:
-            sketches = by_split.get(split)
-            if sketches is None:
-                continue
-            if options.limit is not None:
-                sketches = sketches[: options.limit]
-            count = 0
-            for index, raw in enumerate(sketches):
-                sketch = as_sketch_array(raw)
-                reason = validate_sketch(sketch)
-                if reason is not None:
-                    if options.on_error == "fail":
-                        raise SketchError(reason, source.name, split, index)
-                    record.skipped.append({"source": source.name, "split": split, "index": index, "reason": reason})
-                    continue
-                count += 1
-                valid.append((split, index, sketch))
-            record.counts[split] = count
         if record.skipped:
             reporter.warn(f"{source.name}: skipped {len(record.skipped)} invalid sketch(es)")
             reporter.skip(len(record.skipped))
         skipped.extend(record.skipped)
-        # Keep at most `sample` evenly spaced candidates per class, so memory stays small.
-        reservoirs.append(valid[:: max(1, len(valid) // max(sample, 1))][:sample])
+        reservoirs.append(valid)
         kept.append((source, record))
         reporter.advance(1)
     splits = splits_present(kept, options)
@@ -102,11 +83,12 @@ def plan_build(
     )
     classes = [record.category for _, record in kept]
     sizes = []
-    for class_index, split, index, sketch in picked:
+    for class_index, split, index, sketch, drawing_meta in picked:
         key = sample_key(split, class_index, index)
         image = encode_image(render_sketch(sketch, options.render, color_seed(options.seed, key)), options.render)
         meta = {"category": classes[class_index], "class": class_index, "split": split, "index": index}
         meta["source"] = kept[class_index][0].name
+        meta.update(drawing_meta)
         members = [
             tar.member(f"{key}.{options.render.extension}", image),
             tar.member(f"{key}.cls", b"%d" % class_index),
@@ -127,6 +109,33 @@ def plan_build(
     return BuildPlan(
         Path(src), classes, counts, shard_counts, estimated, per_sample, len(sizes), skipped, skipped_files
     )
+
+
+def _read_npz(source: SourceFile, wanted: tuple[str, ...], options: BuildOptions, sample: int) -> tuple:
+    """A ``.npz``'s record (counts, skipped sketches) and up to ``sample`` valid sketches to size."""
+    by_split = ADAPTERS[source.path.suffix](source.path, wanted)
+    record = ClassRecord(source.category, source.name, "")
+    valid = []  # (split, index, sketch, drawing metadata) candidates for the size sample
+    for split in wanted:
+        sketches = by_split.get(split)
+        if sketches is None:
+            continue
+        if options.limit is not None:
+            sketches = sketches[: options.limit]
+        count = 0
+        for index, raw in enumerate(sketches):
+            sketch = as_sketch_array(raw)
+            reason = validate_sketch(sketch)
+            if reason is not None:
+                if options.on_error == "fail":
+                    raise SketchError(reason, source.name, split, index)
+                record.skipped.append({"source": source.name, "split": split, "index": index, "reason": reason})
+                continue
+            count += 1
+            valid.append((split, index, sketch, {}))
+        record.counts[split] = count
+    # Keep at most `sample` evenly spaced candidates per class, so memory stays small.
+    return record, valid[:: max(1, len(valid) // max(sample, 1))][:sample]
 
 
 def _proportional_sample(reservoirs: list[list], counts: list[int], sample: int) -> list[tuple]:

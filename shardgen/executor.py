@@ -22,26 +22,9 @@ STOP_GRACE = 2.0  # seconds busy workers get to finish their task when a build s
 
 def new_pool(procs: int) -> ProcessPoolExecutor:
     """A process pool of ``procs`` workers started from a warm fork server; they exit if the build dies."""
-    pool = ProcessPoolExecutor(procs, mp_context=mp_context(), initializer=init_worker, initargs=(os.getpid(),))
-    _enlarge_result_pipe(pool)
-    return pool
-
-
-def _enlarge_result_pipe(executor: ProcessPoolExecutor, size: int = 1 << 20) -> None:
-    """Let a worker hand over a whole chunk's bytes (~2 MB at 256 px) in a couple of writes.
-
-    Results travel through one pipe, 64 KB by default on Linux: each chunk then takes ~30 refills,
-    and every refill blocks the worker until the parent's reader thread runs. Best effort: other
-    platforms, or a refused size, keep the default.
-    """
-    try:
-        import fcntl
-    except ImportError:  # not POSIX
-        return
-    queue = getattr(executor, "_result_queue", None)
-    for conn in (getattr(queue, "_reader", None), getattr(queue, "_writer", None)):
-        with contextlib.suppress(AttributeError, OSError, ValueError):
-            fcntl.fcntl(conn.fileno(), fcntl.F_SETPIPE_SZ, size)
+    # Results are small records (see ``fragments``): the result pipe's default size is plenty, and
+    # a message that fits one pipe write cannot be torn by a worker killed while sending it.
+    return ProcessPoolExecutor(procs, mp_context=mp_context(), initializer=init_worker, initargs=(os.getpid(),))
 
 
 class StopOnSignals:
@@ -104,26 +87,27 @@ class StopOnSignals:
 def stop_pool(pool: ProcessPoolExecutor, kill: bool) -> None:
     """Shut our own pool down; after a failure or an interrupt, without waiting long for busy workers.
 
-    Pending chunks are cancelled and workers get a grace period to finish the one they hold; one
+    Workers get a grace period to finish what they hold (at most two tasks each are queued); one
     still busy after that (seconds into a large file or chunk whose result nobody will use) is
-    killed, which is safe because workers only ever write through atomic renames.
+    killed, which is safe because workers only ever write through atomic renames, and the pool then
+    fails what is left. Futures are never cancelled here: a stop signal to the process group kills
+    workers at the same moment, and cancelling while the pool's manager thread fails the futures
+    of dead workers crashes that thread (Python 3.11), after which the shutdown waits forever.
     """
     if kill:
         processes = list((getattr(pool, "_processes", None) or {}).values())
-        pool.shutdown(wait=False, cancel_futures=True)
+        pool.shutdown(wait=False)
         deadline = time.monotonic() + STOP_GRACE
         for process in processes:
             process.join(max(0.0, deadline - time.monotonic()))
         for process in processes:
             if process.is_alive():
                 process.kill()
-    # A broken pool has failed its futures and reaped its workers already; cancelling them again
-    # races with its manager thread (see submit_task).
-    pool.shutdown(wait=True, cancel_futures=kill)
+    pool.shutdown(wait=True)
 
 
 def mp_context() -> multiprocessing.context.BaseContext:
-    # fork is unsafe once the parent has threads (aiofiles uses a thread pool); forkserver is
+    # fork is unsafe once the parent has threads (the pool's own, a notebook's); forkserver is
     # cheap and safe on POSIX, spawn is the portable fallback.
     methods = multiprocessing.get_all_start_methods()
     if "forkserver" not in methods:
@@ -135,7 +119,7 @@ def mp_context() -> multiprocessing.context.BaseContext:
     return context
 
 
-def submit_task(loop: asyncio.AbstractEventLoop, executor: Executor, fn, arg) -> asyncio.Future:
+def submit_task(loop: asyncio.AbstractEventLoop, executor: Executor, fn, *args) -> asyncio.Future:
     """Like ``loop.run_in_executor``, but cancelling the returned future leaves the task alone.
 
     Work that is not needed any more is cancelled by shutting our own pool down. Cancelling
@@ -158,5 +142,5 @@ def submit_task(loop: asyncio.AbstractEventLoop, executor: Executor, fn, arg) ->
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
             loop.call_soon_threadsafe(copy, source)
 
-    executor.submit(fn, arg).add_done_callback(on_done)
+    executor.submit(fn, *args).add_done_callback(on_done)
     return done

@@ -8,14 +8,17 @@ which inherit the environment). It holds ``;``-separated specs, each ``kind`` or
   chunk number ``N + 1``.
 - ``sleep-per-chunk:seconds=S`` (or ``sleep-per-chunk:S``): a render worker sleeps ``S`` seconds
   per chunk, to make a build slow enough to interrupt.
-- ``enospc:shard=K``: the parent's ``K``-th shard of this run (0-based) fails to write with
-  ``ENOSPC``, after its ``.partial`` file was created.
+- ``enospc:shard=K``: the ``K``-th shard sealed in this run (0-based, in plan order) fails to
+  write with ``ENOSPC``, after its ``.partial`` file was created.
 - ``readonly``: every output write of the parent fails with ``EROFS``.
 - ``stop:at=POINT,n=K``: the ``K``-th time (0-based, per process) POINT is reached, write the
   file named by ``marker=PATH`` (or ``SHARDGEN_FAULT_MARKER``) and hang until killed. POINT is
-  ``ingest`` (worker, arrays of a class written but not its record), ``append`` (parent, a chunk
-  appended to a ``.partial``), ``rename`` (parent, shard fsynced, not yet renamed) or ``journal``
-  (parent, shard renamed, not yet in the journal).
+  ``ingest`` (worker, arrays of a class written but not its record), ``append`` (parent, a chunk's
+  fragment is in, its shard not yet sealed), ``rename`` (worker, a shard fsynced under
+  ``.partial``, not yet renamed) or ``journal`` (parent, a shard renamed, not yet in the journal).
+
+The hooks observe: they never change what runs when. Only the process at a ``stop`` point
+halts; the rest of the build goes on until the test kills it.
 
 With the variable unset, ``ACTIVE`` is false and each call site costs one ``if`` per chunk, shard
 or file, never per image.
@@ -74,13 +77,8 @@ def worker_chunk() -> None:
         os._exit(70)  # no cleanup, no exception: what the parent sees when the OOM killer strikes
 
 
-def shard_opened() -> int:
-    """Called when the parent opens a shard; returns its index in this run."""
-    return _next("shard")
-
-
 def shard_write(index: int, path: Path) -> None:
-    """Called before each write to shard number ``index`` of this run."""
+    """Called before each write to shard number ``index`` of this run (by the worker sealing it)."""
     if "enospc" in FAULTS and index == int(FAULTS["enospc"].get("shard", "0")):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
     output_write(path)

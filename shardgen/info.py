@@ -8,9 +8,11 @@ from collections import Counter
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .dataset import load_manifest
+from .errors import InputError
 from .report import human_bytes
 
 # Skipped sketches listed one by one up to this many; the rest are summed up.
@@ -25,10 +27,16 @@ def class_counts(dst: Path, manifest: dict, split: str) -> list[int]:
         return list(info["class_counts"])
     counts: Counter = Counter()
     for shard in info["shards"]:
-        with tarfile.open(Path(dst) / shard["file"], mode="r|") as archive:
-            for member in archive:
-                if member.name.endswith(".cls"):
-                    counts[int(archive.extractfile(member).read())] += 1
+        try:
+            with tarfile.open(Path(dst) / shard["file"], mode="r|") as archive:
+                for member in archive:
+                    if member.name.endswith(".cls"):
+                        counts[int(archive.extractfile(member).read())] += 1
+        except (OSError, tarfile.TarError, ValueError, AttributeError) as error:
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise InputError(
+                f"cannot count the classes of {shard['file']} ({reason}); run shardgen verify", dst
+            ) from None
     return [counts.get(i, 0) for i in range(len(manifest["classes"]))]
 
 
@@ -38,7 +46,9 @@ def print_info(dst: Path, console: Console | None = None) -> dict:
     manifest = load_manifest(dst)
     splits = list(manifest["splits"])
     classes = manifest["classes"]
-    console.print(f"[bold]{dst}[/]: shardgen {manifest.get('shardgen_version', '?')} build", highlight=False)
+    console.print(
+        f"[bold]{escape(str(dst))}[/]: shardgen {manifest.get('shardgen_version', '?')} build", highlight=False
+    )
 
     shards = Table(title="splits", title_justify="left", box=None, pad_edge=False)
     for column in ("split", "images", "shards", "bytes", "smallest", "largest", "blank"):
@@ -63,21 +73,32 @@ def print_info(dst: Path, console: Console | None = None) -> dict:
     for split in splits:
         table.add_column(split, justify="right")
     for index, name in enumerate(classes):
-        table.add_row(str(index), name, *(f"{counts[split][index]:,}" for split in splits))
+        table.add_row(str(index), escape(name), *(f"{counts[split][index]:,}" for split in splits))
     console.print(table)
 
     options = manifest.get("options", {})
     render = options.get("render", {})
-    console.print("render: " + ", ".join(f"{k}={v}" for k, v in render.items()), highlight=False, soft_wrap=True)
+    console.print(
+        "render: " + ", ".join(f"{k}={v}" for k, v in render.items()), highlight=False, markup=False, soft_wrap=True
+    )
     other = {k: v for k, v in options.items() if k != "render"}
-    console.print("build: " + ", ".join(f"{k}={v}" for k, v in other.items()), highlight=False, soft_wrap=True)
+    console.print(
+        "build: " + ", ".join(f"{k}={v}" for k, v in other.items()), highlight=False, markup=False, soft_wrap=True
+    )
 
     skipped, skipped_files = manifest.get("skipped", []), manifest.get("skipped_files", [])
     console.print(f"skipped: {len(skipped)} sketch(es), {len(skipped_files)} file(s)", highlight=False)
     for item in skipped_files:
-        console.print(f"  {item['source']}: {item['reason']}", highlight=False)
+        console.print(f"  {item['source']}: {item['reason']}", highlight=False, markup=False)
     for item in skipped[:MAX_SKIPPED_SHOWN]:
-        console.print(f"  {item['source']}: {item['split']}[{item['index']}]: {item['reason']}", highlight=False)
+        console.print(f"  {item['source']}: {_where(item)}: {item['reason']}", highlight=False, markup=False)
     if len(skipped) > MAX_SKIPPED_SHOWN:
         console.print(f"  ... and {len(skipped) - MAX_SKIPPED_SHOWN} more (see manifest.json)", highlight=False)
     return manifest
+
+
+def _where(skipped: dict) -> str:
+    """Where a skipped sketch was: ``train[12]`` in a .npz, ``line 4`` or ``offset 96`` in a QuickDraw file."""
+    if "split" in skipped:
+        return f"{skipped['split']}[{skipped['index']}]"
+    return next(f"{where} {skipped[where]}" for where in ("line", "offset") if where in skipped)

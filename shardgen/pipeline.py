@@ -2,9 +2,10 @@
 
 An asyncio event loop submits small task descriptions to any ``concurrent.futures.Executor``
 (a process pool here, a Dask cluster's executor elsewhere) with ``executor.submit_task`` (that is
-``loop.run_in_executor`` without a cancellation race), keeps a bounded number in flight through an
-``asyncio.Queue`` of futures, and appends finished chunks to their shard in plan order. The parent
-never touches a single image.
+``loop.run_in_executor`` without a cancellation race) and keeps a bounded number in flight through
+an ``asyncio.Queue`` of futures. Workers write what they render (``fragments``); the writer
+coroutine here follows each shard's chunks in plan order, has the shard sealed on a worker when
+its last chunk is in, and journals it. The parent never touches an image byte.
 """
 
 from __future__ import annotations
@@ -22,19 +23,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import atomic, card, faults, manifest
-from .errors import InputError, Interrupted, OptionsChangedError, UsageError, WorkerError
+from .errors import InputError, Interrupted, OptionsChangedError, OutputError, UsageError, WorkerError
 from .executor import StopOnSignals, new_pool, stop_pool, submit_task
+from .formats import is_drawing_file
+from .formats.ingest import check_sources, check_timed, drawing_task, filtered_counts, ingest_drawings
+from .formats.select import DrawingOptions
+from .fragments import PARTIAL_SUFFIX, PARTS_DIR, fragment_path, partial_path, seal_shard
 from .mainguard import check_main_guard
 from .plan import Shard, SplitPlan, plan_path, plan_split
 from .read import SPLITS, SourceFile, discover
-from .render import RenderOptions
+from .render import RenderOptions, dot_radius, opencv_thickness
 from .store import ClassRecord, IngestTask, ingest
 from .worker import LAYOUT_FILE, ChunkTask, render_chunk
-from .write import PARTIAL_SUFFIX, Journal, ShardFile, ShardRecord, file_digest, file_digests, output_error
+from .write import Journal, ShardRecord, file_digest, output_error
 
 STATE_DIR = ".shardgen"
 BUILD_FILE = "build.json"
 ON_ERROR = ("skip-sketches", "skip", "fail")
+CHUNK_BYTES = 32 << 20  # the most output one chunk task writes (see chunk_samples)
+CHUNK_SAMPLES = (256, 4096)  # the default chunk size's range
+CHUNKS_PER_WORKER = 8
 
 
 @dataclass(frozen=True)
@@ -48,10 +56,12 @@ class BuildOptions:
     seed: int = 0
     shuffle: bool = True
     on_error: str = "skip-sketches"
+    drawings: DrawingOptions = field(default_factory=DrawingOptions)  # QuickDraw inputs: splits, filters
 
     def check(self) -> None:
         try:
             self.render.check()
+            self.drawings.check()
         except ValueError as error:
             raise UsageError(str(error)) from None
         if self.shard_size < 1:
@@ -75,6 +85,7 @@ class BuildOptions:
             "seed": self.seed,
             "shuffle": self.shuffle,
             "on_error": self.on_error,
+            **({"drawings": self.drawings.to_dict()} if self.drawings.to_dict() else {}),
         }
 
 
@@ -120,11 +131,11 @@ def build(
     *,
     procs: int | None = None,
     executor: Executor | None = None,
-    chunk_size: int = 256,
+    chunk_size: int | None = None,
     overwrite: bool = False,
     reporter: Reporter | None = None,
 ) -> BuildResult:
-    """Build WebDataset shards in ``dst`` from the ``.npz`` files in ``src``; resumes if it can.
+    """Build WebDataset shards in ``dst`` from the sketch files in ``src``; resumes if it can.
 
     ``executor`` may be any ``concurrent.futures.Executor`` whose workers can import shardgen and
     read ``dst``; by default a process pool of ``procs`` workers (all cores) is created, and if one
@@ -134,7 +145,7 @@ def build(
     the shard being written is discarded, completed shards stay, and :class:`Interrupted` is raised.
     """
     options.check()
-    if chunk_size < 1:
+    if chunk_size is not None and chunk_size < 1:
         raise UsageError(f"chunk size must be at least 1, got {chunk_size}")
     if executor is None:
         check_main_guard()  # before DST is touched: an unguarded script would re-run this in every worker
@@ -142,6 +153,7 @@ def build(
     reporter = reporter or Reporter()
     src, dst = Path(src), Path(dst)
     sources = discover(src)
+    check_sources(sources, options.drawings, options.render.color)
     with StopOnSignals() as signals:
         state = prepare_output(dst, sources, options, overwrite)
         started = time.perf_counter()
@@ -164,6 +176,12 @@ def build(
                 if attempt + 1 == attempts:
                     raise
                 reporter.warn(f"{error}; retrying once in a fresh worker pool")
+            except Exception:
+                # A stop signal to the group also reaches the fork server: starting a worker then
+                # fails (EOFError), or a file operation is cut short. The signal is the cause.
+                if signals.received is not None:
+                    raise Interrupted(signals.received) from None
+                raise
             finally:
                 if executor is None:
                     stop_pool(pool, kill=failed and not broken)
@@ -173,6 +191,7 @@ def build(
                     for partial in dst.glob("*.tar" + PARTIAL_SUFFIX):
                         with contextlib.suppress(OSError):
                             partial.unlink()
+                    shutil.rmtree(state / PARTS_DIR, ignore_errors=True)
     result.seconds = time.perf_counter() - started
     return result
 
@@ -200,7 +219,8 @@ def fingerprint(sources: list[SourceFile]) -> list[dict]:
     """Identify the inputs cheaply (name, size, mtime), as make and rsync do."""
     out = []
     for source in sources:
-        stat = source.path.stat()
+        # lstat for a dangling symlink: reading it fails later with an error naming it
+        stat = source.path.stat() if source.path.exists() else source.path.lstat()
         out.append({"file": source.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns})
     return out
 
@@ -217,7 +237,7 @@ def prepare_output(dst: Path, sources: list[SourceFile], options: BuildOptions, 
     previous = _read_json(state / BUILD_FILE)
     if overwrite:
         clean_output(dst)
-    elif previous is not None and previous != identity:
+    elif previous is not None and comparable_identity(previous) != comparable_identity(identity):
         raise OptionsChangedError(
             f"holds a build with other {describe_difference(previous, identity)}; "
             "rerun with --overwrite to replace it, or choose another output folder",
@@ -238,12 +258,31 @@ def prepare_output(dst: Path, sources: list[SourceFile], options: BuildOptions, 
     return state
 
 
+def comparable_identity(identity: dict) -> dict:
+    """``identity`` with options that draw the same output spelled one way, for comparison only:
+    splits in their canonical order, the line width as what OpenCV is given (the thickness, and
+    the dot radius in fixed point, which the width sets on its own)."""
+    options = identity.get("options") if isinstance(identity, dict) else None
+    if not isinstance(options, dict):
+        return identity
+    options = dict(options)
+    if isinstance(options.get("splits"), list):
+        options["splits"] = sorted(options["splits"], key=lambda s: SPLITS.index(s) if s in SPLITS else len(SPLITS))
+    render = options.get("render")
+    if isinstance(render, dict) and isinstance(render.get("line_width"), (int, float)):
+        width, antialias = render["line_width"], bool(render.get("antialias", True))
+        drawn = (opencv_thickness(width, antialias), dot_radius(width))
+        options["render"] = {**render, "line_width": drawn}
+    return {**identity, "options": options}
+
+
 def remove_leftovers(dst: Path) -> None:
-    """Delete what an interrupted build may leave: ``*.tar.partial`` and ``.NAME.tmp`` files.
+    """Delete what an interrupted build may leave: ``*.tar.partial``, ``.NAME.tmp`` and fragment files.
 
     Only names shardgen itself writes are touched; a resumed build rewrites what they stood for.
     """
     state = dst / STATE_DIR
+    shutil.rmtree(state / PARTS_DIR, ignore_errors=True)
     for path in dst.glob("*.tar" + PARTIAL_SUFFIX):
         path.unlink()
     for folder in (dst, state, state / "store", *(state / "store" / split for split in SPLITS)):
@@ -303,6 +342,7 @@ async def _build(sources, dst, state, options, executor, inflight, chunk_size, r
     loop = asyncio.get_running_loop()
     records, skipped_files = await _ingest_all(sources, state, options, executor, loop, reporter)
     kept = [(source, record) for source, record in zip(sources, records) if record is not None]
+    check_timed(kept, options.render.color)
     splits = splits_present(kept, options)
     layout = {
         "classes": [record.category for _, record in kept],
@@ -317,7 +357,7 @@ async def _build(sources, dst, state, options, executor, inflight, chunk_size, r
             seed=options.seed,
             shuffle=options.shuffle,
             shard_size=options.shard_size,
-            chunk_size=chunk_size,
+            chunk_size=chunk_samples(chunk_size, options.render, sum(layout["counts"][split]), inflight // 2),
         )
         for split in splits
     }
@@ -347,11 +387,30 @@ async def _build(sources, dst, state, options, executor, inflight, chunk_size, r
         skipped_files=skipped_files,
         class_counts=layout["counts"],
     )
+    if options.drawings.filters:
+        result_manifest["filtered"] = filtered_counts([record for _, record in kept])
     try:
         manifest.write_index(dst, result_manifest, by_split)
     except OSError as error:
         raise output_error(error, dst) from None
     return BuildResult(dst, result_manifest, tally.images, len(tally.sealed), reused, 0.0)
+
+
+def chunk_samples(chunk_size: int | None, render: RenderOptions, count: int, procs: int) -> int:
+    """Samples per chunk task: ``chunk_size``, or by default enough for ``CHUNKS_PER_WORKER`` chunks
+    a worker (within ``CHUNK_SAMPLES``); fewer where their output would exceed ``CHUNK_BYTES``.
+
+    The parent's cost is per task (~0.1-0.4 ms of its CPU each, measured), so chunks are as large
+    as keeping every worker busy allows. In-flight work is bounded in bytes as well as in tasks: at
+    most ``2 * procs`` chunks are out, each at most ``CHUNK_BYTES`` of fragment on disk, while a
+    worker holds one image at a time. Chunks never change the output's bytes.
+    """
+    if chunk_size is None:
+        smallest, largest = CHUNK_SAMPLES
+        chunk_size = max(smallest, min(largest, -(-count // (CHUNKS_PER_WORKER * max(1, procs)))))
+    raw = render.size * render.size * render.channels
+    estimate = raw + 128 if render.format == "npy" else raw // 4  # encoded line drawings: far less
+    return max(1, min(chunk_size, CHUNK_BYTES // estimate))
 
 
 def splits_present(kept: list[tuple[SourceFile, ClassRecord]], options: BuildOptions) -> list[str]:
@@ -382,8 +441,11 @@ async def _ingest_all(sources, state, options, executor, loop, reporter):
             options.on_error,
             json.dumps([fingerprints[position], splits, options.limit, options.on_error]),
         )
+        read = ingest
+        if is_drawing_file(source.path):
+            task, read = drawing_task(task, options.drawings, options.seed), ingest_drawings
         try:
-            record = await submit_task(loop, executor, ingest, task)
+            record = await submit_task(loop, executor, read, task)
         except InputError as error:
             if options.on_error != "skip":
                 raise
@@ -439,32 +501,58 @@ def _reusable_shards(dst: Path, plans: dict[str, SplitPlan], journal: Journal) -
 async def _render_shards(
     shards: list[Shard], dst, state, options, executor, loop, inflight, journal, reporter, tally
 ) -> list[ShardRecord]:
-    """Render ``shards`` chunk by chunk, at most ``inflight`` chunks submitted at once."""
+    """Render ``shards`` chunk by chunk into fragments, at most ``inflight`` chunks out at once, and
+    have each shard sealed on a worker once its last chunk is in; journal what was sealed."""
+    parts = state / PARTS_DIR
+    shutil.rmtree(parts, ignore_errors=True)  # a previous attempt's fragments: rewritten anyway
+    try:
+        os.makedirs(parts)
+    except OSError as error:
+        raise output_error(error, parts) from None
     queue: asyncio.Queue = asyncio.Queue(maxsize=inflight)
-    unqueued: list[asyncio.Future] = []  # submitted, but the submitter was stopped before queueing it
+    writer = asyncio.current_task()
+    failures: list[BaseException] = []
+    stopping = False
+
+    def stop_writer(task: asyncio.Future) -> None:
+        # A seal that could not write (disk full) stops the build now, not after every chunk; a
+        # submitter that failed would leave the writer waiting for chunks that never come.
+        if stopping or failures or task.cancelled() or task.exception() is None:
+            return
+        if task is submitter or isinstance(task.exception(), OutputError):
+            failures.append(task.exception())
+            writer.cancel()
 
     async def submit() -> None:
         for shard in shards:
             for start, stop in shard.chunks():
-                task = ChunkTask(state, shard.split, start, stop, options.render, options.seed)
-                future = submit_task(loop, executor, render_chunk, task)
+                fragment = fragment_path(state, shard.name, start)
+                task = ChunkTask(state, shard.split, start, stop, options.render, options.seed, fragment)
+                try:
+                    future = submit_task(loop, executor, render_chunk, task)
+                except BrokenProcessPool as error:  # the writer reports it, naming this chunk
+                    future = loop.create_future()
+                    future.set_exception(error)
                 try:
                     await queue.put((shard, start, stop, future))  # waits while `inflight` chunks are out
                 except BaseException:
-                    unqueued.append(future)
+                    _drop(future)  # stopped before queueing it: nobody else will look at it
                     raise
         await queue.put(None)
 
     written: list[ShardRecord] = []
-    publishing: list[asyncio.Future] = []
+    sealing: list[asyncio.Future] = []
 
-    async def publish(shard_file: ShardFile, began: float) -> None:
-        # Hash on a worker (the parent does no per-byte work), then rename and journal here.
+    async def seal(shard: Shard, position: int, began: float) -> None:
+        path = dst / shard.name
+        fragments = [fragment_path(state, shard.name, start) for start, _ in shard.chunks()]
         try:
-            digests = await submit_task(loop, executor, file_digests, shard_file.partial)
+            size, sha256, md5 = await submit_task(loop, executor, seal_shard, fragments, path, position)
         except BrokenProcessPool:
-            raise WorkerError(f"a worker process died while hashing {shard_file.path.name}") from None
-        record = await shard_file.publish(digests)
+            raise WorkerError(f"a worker process died while sealing {shard.name}") from None
+        except OSError as error:
+            raise output_error(error, Path(error.filename or partial_path(path))) from None
+        record = ShardRecord(shard.name, shard.count, size, sha256, md5)
         if faults.ACTIVE:
             faults.point("journal")
         journal.append(record)
@@ -474,49 +562,57 @@ async def _render_shards(
         reporter.shard_done(record, time.perf_counter() - began)
 
     submitter = asyncio.ensure_future(submit())
-    current: ShardFile | None = None
-    began = time.perf_counter()
+    submitter.add_done_callback(stop_writer)
+    began: dict[str, float] = {}
     try:
         while (item := await queue.get()) is not None:
             shard, start, stop, future = item
-            try:
-                data = await future
-            except BrokenProcessPool:
-                raise WorkerError(
-                    f"a worker process died while rendering {shard.name} (split {shard.split}, plan positions "
-                    f"{start}-{stop}; killed by the system, out of memory?); completed shards are kept, "
-                    "rerun the same command to resume"
-                ) from None
-            if current is None:
-                current = await ShardFile.create(dst / shard.name)
-                began = time.perf_counter()
-            await current.append(data, stop - start)
+            began.setdefault(shard.name, time.perf_counter())
+            await _chunk_done(shard, start, stop, future)
             reporter.advance(stop - start)
             if faults.ACTIVE:
-                # Crash-point tests need the state at this point to be exact: earlier shards settled.
-                await asyncio.gather(*publishing)
                 faults.point("append")
             if stop == shard.stop:
-                await current.close()
-                publishing.append(asyncio.ensure_future(publish(current, began)))
-                current = None
+                sealing.append(asyncio.ensure_future(seal(shard, len(sealing), began.pop(shard.name))))
+                sealing[-1].add_done_callback(stop_writer)
         await submitter
-        await asyncio.gather(*publishing)
-    except BaseException:
+        await asyncio.gather(*sealing)
+    except BaseException as error:
+        stopping = True
         submitter.cancel()
         with contextlib.suppress(BaseException):
-            await submitter  # it may have failed too (submitting to a broken pool): retrieve that
-        # Shards already complete are still published (hashed, renamed, journaled): a failure in a
-        # later shard, or a stop signal, must not cost finished work. A publish that fails is dropped.
-        await asyncio.gather(*publishing, return_exceptions=True)
-        pending = unqueued
+            await submitter
+        # Shards already complete are still sealed and journaled: a failure in a later shard, or a
+        # stop signal, must not cost finished work. A seal that fails is dropped.
+        await asyncio.gather(*sealing, return_exceptions=True)
         while not queue.empty():
             item = queue.get_nowait()
             if item is not None:
-                pending.append(item[3])
-        for future in pending:
-            future.cancel()
-        if current is not None:
-            await current.discard()
+                _drop(item[3])
+        if failures and isinstance(error, asyncio.CancelledError):
+            raise failures[0] from None
         raise
+    with contextlib.suppress(OSError):
+        parts.rmdir()
     return written
+
+
+def _drop(future: asyncio.Future) -> None:
+    """Give up on a chunk nobody will wait for; a failure it already holds counts as seen."""
+    if future.done() and not future.cancelled():
+        future.exception()
+    future.cancel()
+
+
+async def _chunk_done(shard: Shard, start: int, stop: int, future: asyncio.Future) -> int:
+    """Wait for one chunk's fragment; a dead worker or a failed write becomes a one-line error."""
+    try:
+        return await future
+    except BrokenProcessPool:
+        raise WorkerError(
+            f"a worker process died while rendering {shard.name} (split {shard.split}, plan positions "
+            f"{start}-{stop}; killed by the system, out of memory?); completed shards are kept, "
+            "rerun the same command to resume"
+        ) from None
+    except OSError as error:
+        raise output_error(error, Path(error.filename or PARTS_DIR)) from None

@@ -1,7 +1,8 @@
 """The read stage: find input files, name their categories, and validate their sketches.
 
-An input adapter turns one file into ``{split: [stroke-3 array, ...]}``. Today there is one
-adapter, for sketch-rnn ``.npz`` files; a new format adds a function to ``ADAPTERS``.
+An input adapter turns one file into ``{split: [stroke-3 array, ...]}``: ``ADAPTERS`` holds the
+one for sketch-rnn ``.npz`` files. The QuickDraw formats (``DRAWING_FORMATS``) have no splits and
+are streamed drawing by drawing by the readers in ``shardgen.formats``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ SPLITS = ("train", "valid", "test")
 STROKE_DTYPES = (np.int16, np.int32, np.float32, np.float64)
 # Positions beyond this lose sub-pixel precision in float64 arithmetic; no real sketch comes close.
 MAX_COORDINATE = 1e12
+# QuickDraw files by name ending, as Google and Kaggle ship them -> the reader in shardgen.formats.
+DRAWING_FORMATS = {".ndjson": "ndjson", ".ndjson.gz": "ndjson", ".bin": "bin", ".csv": "csv"}
+# Prefixes of Google's download names: full_simplified_cat.ndjson, full_raw_cat.ndjson, ...
+CATEGORY_PREFIXES = r"^(sketchrnn_|full_simplified_|full_raw_|full_binary_)"
 
 
 @dataclass(frozen=True)
@@ -34,27 +39,48 @@ class SourceFile:
         return self.path.name
 
 
+def input_suffix(path: Path) -> str | None:
+    """The name ending that says which reader reads ``path`` (``.npz``, ``.ndjson.gz``, ...), or ``None``."""
+    matches = [suffix for suffix in (*ADAPTERS, *DRAWING_FORMATS) if path.name.endswith(suffix)]
+    return max(matches, key=len, default=None)
+
+
 def category_name(path: Path) -> str:
-    """``cat.npz``, ``sketchrnn_cat.npz`` and ``sketchrnn_cat.full.npz`` all hold category ``cat``."""
-    stem = path.name[: -len(".npz")] if path.name.endswith(".npz") else path.stem
+    """``cat.npz``, ``sketchrnn_cat.full.npz``, ``full_simplified_cat.ndjson``, ``cat.bin`` and
+    ``cat.csv`` all hold category ``cat``; other characters (``The Eiffel Tower``) are kept."""
+    suffix = input_suffix(path)
+    stem = path.name[: -len(suffix)] if suffix else path.stem
     stem = re.sub(r"\.full$", "", stem)
-    return re.sub(r"^sketchrnn_", "", stem)
+    return re.sub(CATEGORY_PREFIXES, "", stem)
 
 
 def discover(src: Path) -> list[SourceFile]:
-    """All ``*.npz`` files directly in ``src``, sorted by category; one category per file."""
+    """All input files (``*.npz`` and the QuickDraw formats) directly in ``src``, sorted by category.
+
+    Entries that are not regular files (a dangling symlink, a FIFO, a folder) are kept: reading
+    them fails with an error naming them, so a category is never dropped without a word.
+    """
     src = Path(src)
     if not src.exists():
         raise UsageError("input folder does not exist", src)
     if not src.is_dir():
-        raise UsageError("input must be a folder of .npz files, not a file", src)
-    files = sorted(p for p in src.glob("*.npz") if p.is_file())
+        raise UsageError("input must be a folder of sketch files, not a file", src)
+    # Not only regular files: a dangling symlink or a FIFO named like an input fails to read with an
+    # error naming it, so a category is never dropped without a word.
+    files = sorted(p for p in src.glob("*") if input_suffix(p))
     if not files:
         raise UsageError(
-            "no .npz files found in the input folder; point SRC at the folder holding the sketch-rnn "
-            "files, or write sample ones with `shardgen sample DIR`",
+            "no .npz files (nor .ndjson, .ndjson.gz, .bin, .csv) found in the input folder; point SRC at the "
+            "folder holding the sketch files, or write sample ones with `shardgen sample DIR`",
             src,
         )
+    for path in files:
+        if not category_name(path):
+            raise UsageError(
+                f"{path.name} gives no category name (what is left without sketchrnn_, .full and .npz "
+                "is empty); rename it after its category, e.g. cat.npz",
+                src,
+            )
     sources = sorted((SourceFile(p, category_name(p)) for p in files), key=lambda s: s.category)
     seen: dict[str, Path] = {}
     for source in sources:

@@ -20,7 +20,7 @@ import numpy as np
 # Fractional bits of the fixed-point coordinates handed to OpenCV: 1/256 px precision.
 SHIFT = 8
 FORMATS = ("png", "jpg", "webp", "npy")
-COLORS = ("black", "random", "order")
+COLORS = ("black", "random", "order", "time")
 # PNG row filter and zlib strategy. Line drawings on a flat background compress best unfiltered
 # with run-length matching: measured on 256 px sketches, no filter + Z_RLE encodes 2-3x faster than
 # libpng's default (trying every filter a row, default strategy) and gives ~20% smaller files.
@@ -50,7 +50,7 @@ class RenderOptions:
     antialias: bool = True
     invert: bool = False  # white ink on black instead of black on white
     channels: int = 1
-    color: str = "black"  # black | random (per stroke, seeded) | order (stroke order as intensity)
+    color: str = "black"  # black | random (per stroke, seeded) | order (stroke order) | time (raw timing)
     format: str = "png"
     quality: int = 90  # jpg/webp quality
     png_compression: int = 1  # zlib level; 1 is the speed/size sweet spot for line drawings
@@ -115,6 +115,11 @@ def drawn_width(thickness: int, antialias: bool) -> float:
 WIDER_BIAS = 0.5
 
 
+def dot_radius(width: float) -> int:
+    """The radius, in ``SHIFT`` fixed point, of the disc that draws a one-point stroke ``width`` px wide."""
+    return max(1 << (SHIFT - 1), int(round(width * (1 << SHIFT) / 2)))
+
+
 def opencv_thickness(width: float, antialias: bool) -> int:
     """The thickness to pass to OpenCV so that lines come out as close to ``width`` px as it can."""
     candidates = [1, *range(2, int(width) + 4, 2)]
@@ -130,6 +135,12 @@ def split_strokes(strokes: np.ndarray, size: int, padding: float) -> list[np.nda
     the segment rule says. A stroke that does not move (all its points equal) comes back as a
     single point: a dot.
     """
+    fixed = fixed_points(strokes, size, padding)
+    return [fixed[start:end] for start, end in _stroke_spans(strokes, fixed)]
+
+
+def fixed_points(strokes: np.ndarray, size: int, padding: float) -> np.ndarray:
+    """Every point's absolute, scaled, centred fixed-point position (int32, ``SHIFT`` bits)."""
     points = np.cumsum(strokes[:, :2], axis=0, dtype=np.float64)
     lo, hi = points.min(axis=0), points.max(axis=0)
     extent = float((hi - lo).max())
@@ -138,20 +149,23 @@ def split_strokes(strokes: np.ndarray, size: int, padding: float) -> list[np.nda
     # the centre before scaling (rather than adding a precomputed offset) keeps far-off drawings
     # exact: no cancellation between two huge numbers.
     canvas = (points - (lo + hi) / 2.0) * scale + (size / 2.0 - 0.5)
-    fixed = np.rint(canvas * (1 << SHIFT)).astype(np.int32)
+    return np.rint(canvas * (1 << SHIFT)).astype(np.int32)
 
+
+def _stroke_spans(strokes: np.ndarray, fixed: np.ndarray) -> list[tuple[int, int]]:
+    """The ``[start, end)`` rows of each stroke that inks; a one-row span is a dot."""
     lifted = strokes[:, 2] != 0
     ends = np.flatnonzero(lifted) + 1
     # moves[i]: how often the position changed up to point i; equal at both ends means no move.
     moves = np.concatenate([[0], np.cumsum((fixed[1:] != fixed[:-1]).any(axis=1))])
-    polylines = []
+    spans = []
     start = 0
     for end in [*ends.tolist(), len(strokes)]:
         open_end = end == len(strokes) and not lifted[end - 1]
         if end - start >= 2 or (end - start == 1 and open_end):
-            polylines.append(fixed[start:end] if moves[end - 1] != moves[start] else fixed[start : start + 1])
+            spans.append((start, end if moves[end - 1] != moves[start] else start + 1))
         start = end
-    return polylines
+    return spans
 
 
 def has_ink(strokes: np.ndarray) -> bool:
@@ -181,16 +195,30 @@ def _stroke_colors(count: int, options: RenderOptions, color_seed: int) -> list[
     return [(0,) * options.channels] * count
 
 
-def render_sketch(strokes: np.ndarray, options: RenderOptions = RenderOptions(), color_seed: int = 0) -> np.ndarray:
+def render_sketch(
+    strokes: np.ndarray, options: RenderOptions = RenderOptions(), color_seed: int = 0, times: np.ndarray | None = None
+) -> np.ndarray:
     """Rasterize one stroke-3 sketch to a uint8 image (H, W) or (H, W, 3, BGR order).
 
     ``color_seed`` picks the colours of ``color="random"``; the pipeline derives it from the build
-    seed and the sample key so a rebuild gives the same colours.
+    seed and the sample key so a rebuild gives the same colours. ``times`` (ms, one per row) is
+    what ``color="time"`` shades by.
     """
     size, channels = options.size, options.channels
     shape = (size, size) if channels == 1 else (size, size, 3)
     image = np.full(shape, 255, dtype=np.uint8)
-    polylines = split_strokes(strokes, size, options.padding)
+    if options.color == "time":
+        _draw_by_time(image, strokes, times, options)
+    else:
+        _draw_by_stroke(image, strokes, options, color_seed)
+    if options.invert:
+        np.subtract(255, image, out=image)
+    return image
+
+
+def _draw_by_stroke(image: np.ndarray, strokes: np.ndarray, options: RenderOptions, color_seed: int) -> None:
+    channels = options.channels
+    polylines = split_strokes(strokes, options.size, options.padding)
     line_type = cv2.LINE_AA if options.antialias else cv2.LINE_8
     thickness = options.thickness
     dots = [len(polyline) == 1 for polyline in polylines]
@@ -201,15 +229,33 @@ def render_sketch(strokes: np.ndarray, options: RenderOptions = RenderOptions(),
         colors = _stroke_colors(len(polylines), options, color_seed)
         for polyline, color, dot in zip(polylines, colors, dots):
             if dot:
-                # OpenCV's thin antialiased line draws a zero-length segment as two faint pixels
-                # (and a one-point polyline as nothing), so a dot is a filled disc as wide as a line.
-                radius = max(1 << (SHIFT - 1), int(round(options.width * (1 << SHIFT) / 2)))
-                cv2.circle(image, tuple(int(v) for v in polyline[0]), radius, color, -1, line_type, SHIFT)
+                _dot(image, polyline[0], color, options, line_type)
             else:
                 cv2.polylines(image, [polyline], False, color, thickness, line_type, SHIFT)
-    if options.invert:
-        np.subtract(255, image, out=image)
-    return image
+
+
+def _dot(image: np.ndarray, point: np.ndarray, color: tuple, options: RenderOptions, line_type: int) -> None:
+    # OpenCV's thin antialiased line draws a zero-length segment as two faint pixels (and a
+    # one-point polyline as nothing), so a dot is a filled disc as wide as a line.
+    cv2.circle(image, tuple(int(v) for v in point), dot_radius(options.width), color, -1, line_type, SHIFT)
+
+
+def _draw_by_time(image: np.ndarray, strokes: np.ndarray, times: np.ndarray | None, options: RenderOptions) -> None:
+    """``color="time"``: each segment shaded by the time of the point it starts from, the first black."""
+    if times is None or len(times) != len(strokes):
+        raise ValueError("color 'time' needs one time per point (raw QuickDraw ndjson or CSV input)")
+    fixed = fixed_points(strokes, options.size, options.padding)
+    elapsed = times - times.min()
+    duration = float(elapsed.max())
+    levels = np.rint(elapsed * (LIGHTEST_INK / duration) if duration > 0 else elapsed * 0).astype(np.intp)
+    colors = [tuple(int(v) for v in row) for row in _order_ramp(options.channels)[levels]]
+    line_type = cv2.LINE_AA if options.antialias else cv2.LINE_8
+    points = [tuple(point) for point in fixed.tolist()]
+    for start, end in _stroke_spans(strokes, fixed):
+        if end - start == 1:
+            _dot(image, fixed[start], colors[start], options, line_type)
+        for i in range(start + 1, end):
+            cv2.line(image, points[i - 1], points[i], colors[i - 1], options.thickness, line_type, SHIFT)
 
 
 def encode_image(image: np.ndarray, options: RenderOptions = RenderOptions()) -> bytes:

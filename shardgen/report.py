@@ -171,6 +171,7 @@ def summary(result: BuildResult) -> dict:
         "bytes": sum(s["bytes"] for s in splits.values()),
         "skipped": len(manifest["skipped"]) + len(manifest["skipped_files"]),
         "skipped_files": len(manifest["skipped_files"]),
+        **({"filtered": manifest["filtered"]} if "filtered" in manifest else {}),
         "images_rendered": result.images_rendered,
         "shards_written": result.shards_written,
         "shards_reused": result.shards_reused,
@@ -212,6 +213,12 @@ def print_summary(result: BuildResult, as_json: bool = False) -> None:
         f"skipped {data['skipped']}" + (" (listed in manifest.json)" if data["skipped"] else ""),
         soft_wrap=True,
     )
+    if "filtered" in data:
+        filtered = data["filtered"]
+        console.print(
+            f"filtered out {filtered['not_recognized']:,} not recognized, {filtered['country']:,} from other countries",
+            soft_wrap=True,
+        )
 
 
 def plan_summary(plan: BuildPlan) -> dict:

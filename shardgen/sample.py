@@ -4,6 +4,12 @@ One ``CATEGORY.npz`` per category with keys ``train``, ``valid`` and ``test``, e
 object array of int16 ``(n, 3)`` stroke-3 arrays, exactly as the public sketch-rnn files hold them.
 Shapes are simple and recognisable (circle, square, star, house...) with random scale, rotation,
 position and hand jitter; the same seed gives byte-identical files.
+
+The QuickDraw formats (``ndjson``, ``ndjson-raw``, ``bin``, ``csv``) hold the same drawings,
+train then valid then test in one file per category, fitted into QuickDraw's 0-255 box as Google
+simplified its drawings (aligned to 0, scaled to a largest value of 255, rounded), with made-up
+metadata; ``ndjson-raw`` keeps the positions before rounding and adds times. ``fit=True`` writes
+those fitted drawings as ``.npz``, so every format holds exactly the same points.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .formats import writers
 from .read import SPLITS
 
 Strokes = list[np.ndarray]  # absolute (x, y) polylines, unit-ish size, y pointing down
@@ -145,8 +152,12 @@ def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
             archive.writestr(info, buffer.getvalue())
 
 
-def write_samples(dst: Path, categories: int = 6, per_split: int = 200, seed: int = 0) -> list[Path]:
-    """Write ``categories`` synthetic ``CATEGORY.npz`` files with ``per_split`` sketches a split."""
+def write_samples(
+    dst: Path, categories: int = 6, per_split: int = 200, seed: int = 0, format: str = "npz", fit: bool = False
+) -> list[Path]:
+    """Write ``categories`` synthetic files in ``format`` with ``per_split`` sketches a split."""
+    if format not in SAMPLE_FORMATS:
+        raise ValueError(f"format must be one of {', '.join(SAMPLE_FORMATS)}, got {format!r}")
     if not 1 <= categories <= 1000:
         raise ValueError(f"categories must be between 1 and 1000, got {categories}")
     if per_split < 1:
@@ -156,8 +167,78 @@ def write_samples(dst: Path, categories: int = 6, per_split: int = 200, seed: in
     paths = []
     for number, name in enumerate(category_names(categories)):
         rng = np.random.default_rng([seed, number])
-        arrays = {split: _object_array([draw(name, rng) for _ in range(per_split)]) for split in SPLITS}
-        path = dst / f"{name}.npz"
-        write_npz(path, arrays)
+        sketches = {split: [draw(name, rng) for _ in range(per_split)] for split in SPLITS}
+        if format == "npz":
+            if fit:
+                sketches = {split: [_fitted_stroke3(s) for s in items] for split, items in sketches.items()}
+            path = dst / f"{name}.npz"
+            write_npz(path, {split: _object_array(items) for split, items in sketches.items()})
+        else:
+            metadata = np.random.default_rng([seed, number, 1])  # apart, so the drawings stay as in .npz
+            drawings = [
+                _quickdraw(sketch, name, metadata, raw=format == "ndjson-raw")
+                for split in SPLITS
+                for sketch in sketches[split]
+            ]
+            writer, pattern = QUICKDRAW_WRITERS[format]
+            path = dst / pattern.format(name)
+            writer(path, drawings)
         paths.append(path)
     return paths
+
+
+SAMPLE_FORMATS = ("npz", "ndjson", "ndjson-raw", "bin", "csv")
+QUICKDRAW_WRITERS = {
+    "ndjson": (writers.write_ndjson, "full_simplified_{}.ndjson"),
+    "ndjson-raw": (writers.write_ndjson, "full_raw_{}.ndjson"),
+    "bin": (writers.write_bin, "{}.bin"),
+    "csv": (writers.write_csv, "{}.csv"),
+}
+COUNTRIES = ("US", "GB", "DE", "BR", "JP", "IN")
+QUICKDRAW_MAX = 255
+
+
+def _fitted(sketch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Absolute positions fitted into QuickDraw's box (before rounding), and each stroke's end row."""
+    points = np.cumsum(sketch[:, :2], axis=0, dtype=np.float64)
+    points -= points.min(axis=0)
+    largest = points.max()
+    if largest > 0:
+        points *= QUICKDRAW_MAX / largest
+    return points, np.flatnonzero(sketch[:, 2]) + 1
+
+
+def _fitted_stroke3(sketch: np.ndarray) -> np.ndarray:
+    """The sketch as its QuickDraw-fitted, rounded positions, in stroke-3 (int16, exact)."""
+    points, _ = _fitted(sketch)
+    rounded = np.rint(points)
+    rows = sketch.astype(np.int16)
+    rows[0, :2] = rounded[0]
+    rows[1:, :2] = np.diff(rounded, axis=0)
+    return rows
+
+
+def _quickdraw(sketch: np.ndarray, word: str, rng: np.random.Generator, raw: bool) -> writers.SampleDrawing:
+    """One sketch as QuickDraw strokes (rounded, or raw with times) and made-up metadata."""
+    points, ends = _fitted(sketch)
+    starts = [0, *ends[:-1].tolist()]
+    if raw:
+        # Raw files hold real-valued positions and milliseconds since the first point.
+        strokes = [np.round(points[a:b], 3) for a, b in zip(starts, ends)]
+        steps = rng.integers(8, 40, size=len(points)).astype(np.float64)
+        steps[starts] += 250  # the pen travels between strokes
+        steps[0] = 0
+        clock = np.cumsum(steps).astype(np.int64)
+        times = [clock[a:b] for a, b in zip(starts, ends)]
+    else:
+        strokes = [np.rint(points[a:b]).astype(np.int64) for a, b in zip(starts, ends)]
+        times = None
+    meta = {
+        "key_id": int(rng.integers(2**53, 2**63)),  # beyond a double's integers, as real ids may be
+        "countrycode": COUNTRIES[int(rng.integers(len(COUNTRIES)))],
+        "recognized": bool(rng.random() < 0.9),
+        "timestamp": int(rng.integers(1_483_228_800, 1_490_918_400)),  # early 2017, as the dataset
+        "microseconds": int(rng.integers(1_000_000)),
+        "word": word,
+    }
+    return strokes, times, meta

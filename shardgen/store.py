@@ -23,6 +23,9 @@ from . import atomic, faults
 from .errors import InputError, SketchError
 from .read import ADAPTERS, MAX_COORDINATE, SourceFile, as_sketch_array, stroke_dtype, validate_sketch
 
+# The arrays the store holds for each class and split (see the module docstring).
+ARRAYS = ("strokes", "offsets", "index")
+
 
 @dataclass(frozen=True)
 class IngestTask:
@@ -85,7 +88,7 @@ def _release_heap() -> None:
 
 def _ingest(task: IngestTask) -> ClassRecord:
     existing = load_record(task.store_dir, task.class_index)
-    if existing is not None and existing.fingerprint == task.fingerprint:
+    if existing is not None and existing.fingerprint == task.fingerprint and _store_intact(task, existing):
         return existing
     path = task.source.path
     adapter = ADAPTERS.get(path.suffix)
@@ -129,6 +132,37 @@ def _ingest(task: IngestTask) -> ClassRecord:
         faults.point("ingest")  # arrays on disk, record not: the worst moment to die
     atomic.write_json(record_path(task.store_dir, task.class_index), record.__dict__)
     return record
+
+
+def _store_intact(task: IngestTask, record: ClassRecord) -> bool:
+    """Whether the class's packed arrays are all there and as long as their headers say.
+
+    A store file cut short (a full disk, a copy interrupted, a user) is re-packed, not rendered from.
+    """
+    for split, count in record.counts.items():
+        shape = {name: _npy_shape(array_path(task.store_dir, split, task.class_index, name)) for name in ARRAYS}
+        if shape["offsets"] != (count + 1,) or shape["index"] != (count,) or shape["strokes"] is None:
+            return False
+    return True
+
+
+def _npy_shape(path: Path) -> tuple[int, ...] | None:
+    """The shape in the header of a ``.npy`` store file, or ``None`` if the file is missing or short."""
+    try:
+        with open(path, "rb") as f:
+            shape, _, dtype = _read_header(f)
+            complete = os.fstat(f.fileno()).st_size == f.tell() + int(np.prod(shape)) * dtype.itemsize
+    except (OSError, ValueError):
+        return None
+    return tuple(shape) if complete else None
+
+
+def _read_header(f) -> tuple:
+    """``(shape, fortran_order, dtype)`` of the ``.npy`` file open as ``f``, which is left at its data."""
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(f)
+    return np.lib.format.read_array_header_2_0(f)
 
 
 def _screen(sketches) -> np.ndarray | None:
@@ -188,11 +222,7 @@ class StoreReader:
         # np.load(mmap_mode="r") hands out np.memmap, whose slices cost microseconds each and whose
         # mapping cannot be released; a plain ndarray over our own mmap has neither problem.
         with open(path, "rb") as f:
-            version = np.lib.format.read_magic(f)
-            if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-            else:
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            shape, fortran, dtype = _read_header(f)
             offset = f.tell()
             count = int(np.prod(shape))
             if count == 0:
@@ -205,10 +235,7 @@ class StoreReader:
     def _open(self, class_index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         arrays = self._arrays.get(class_index)
         if arrays is None:
-            arrays = tuple(
-                self._map(array_path(self.store_dir, self.split, class_index, name))
-                for name in ("strokes", "offsets", "index")
-            )
+            arrays = tuple(self._map(array_path(self.store_dir, self.split, class_index, name)) for name in ARRAYS)
             self._arrays[class_index] = arrays  # type: ignore[assignment]
         return arrays  # type: ignore[return-value]
 

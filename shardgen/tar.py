@@ -32,13 +32,18 @@ _PADDING = [b"\0" * n for n in range(BLOCK)]
 
 def member(name: str, data: bytes) -> bytes:
     """One tar member: a 512-byte header, ``data``, and zero padding to a block boundary."""
+    return b"".join(member_parts(name, data))
+
+
+def member_parts(name: str, data: bytes) -> tuple[bytes, bytes, bytes]:
+    """A member as header, ``data`` and padding, so a large image is written without a copy."""
     encoded = name.encode("ascii")
     if len(encoded) > 100:
         raise ValueError(f"tar member name longer than 100 bytes: {name!r}")
     size = b"%011o\0" % len(data)
     checksum = b"%06o\0 " % (_BASE_SUM + sum(encoded) + sum(size))
-    header = (encoded, _PADDING[100 - len(encoded)], _MIDDLE, size, _TAIL, checksum, _REST)
-    return b"".join((*header, data, _PADDING[-len(data) % BLOCK]))
+    header = b"".join((encoded, _PADDING[100 - len(encoded)], _MIDDLE, size, _TAIL, checksum, _REST))
+    return header, data, _PADDING[-len(data) % BLOCK]
 
 
 def end_of_archive(size_so_far: int) -> bytes:

@@ -13,7 +13,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import tarfile
+import tempfile
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -77,6 +79,35 @@ class _HashingReader:
             pass
 
 
+class _DecoderMessages:
+    """Captures what C decoders (libpng, libjpeg) print on file descriptor 2 while a shard is read,
+    so their lines become part of the problem they explain instead of raw noise on the terminal."""
+
+    def __enter__(self) -> _DecoderMessages:
+        sys.stderr.flush()
+        self.file = tempfile.TemporaryFile()
+        self.saved = os.dup(2)
+        os.dup2(self.file.fileno(), 2)
+        return self
+
+    def take(self) -> str:
+        """What was printed since the last call, on one line."""
+        fd = self.file.fileno()
+        size = os.lseek(fd, 0, os.SEEK_END)
+        if not size:
+            return ""
+        os.lseek(fd, 0, os.SEEK_SET)
+        text = os.read(fd, size).decode(errors="replace")
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)  # fd 2 shares this offset: the next message starts at 0
+        return "; ".join(line.strip() for line in text.splitlines() if line.strip())
+
+    def __exit__(self, *exc_info) -> None:
+        os.dup2(self.saved, 2)
+        os.close(self.saved)
+        self.file.close()
+
+
 @dataclass
 class _ShardCheck:
     """What reading one shard found."""
@@ -118,7 +149,7 @@ class _Checker:
     def read_shard(self, path: Path, split: str) -> _ShardCheck:
         check = _ShardCheck()
         seen: set[str] = set()
-        with open(path, "rb") as handle:
+        with open(path, "rb") as handle, _DecoderMessages() as messages:
             reader = _HashingReader(handle)
             try:
                 with tarfile.open(fileobj=reader, mode="r|") as archive:
@@ -128,20 +159,22 @@ class _Checker:
                         data = archive.extractfile(member).read() if member.isfile() else b""
                         if name_key != key:
                             if key is not None:
-                                self.check_sample(key, members, split, seen, check)
+                                self.check_sample(key, members, split, seen, check, messages)
                             key, members = name_key, {}
                         if ext in members:
                             check.problems.append(f"member {member.name} appears twice")
                         members[ext] = data
                     if key is not None:
-                        self.check_sample(key, members, split, seen, check)
+                        self.check_sample(key, members, split, seen, check, messages)
             except (tarfile.TarError, OSError) as error:
                 check.problems.append(f"not a readable tar archive after {check.count} samples ({error})")
             reader.drain()
         check.size, check.sha256, check.md5 = reader.size, reader.sha256.hexdigest(), reader.md5.hexdigest()
         return check
 
-    def check_sample(self, key: str, members: dict, split: str, seen: set[str], check: _ShardCheck) -> None:
+    def check_sample(
+        self, key: str, members: dict, split: str, seen: set[str], check: _ShardCheck, messages: _DecoderMessages
+    ) -> None:
         check.count += 1
 
         def problem(message: str) -> None:
@@ -180,14 +213,17 @@ class _Checker:
         if meta.get("split") != split:
             problem(f"metadata says split {meta.get('split')!r}, the shard is in {split!r}")
         if len(images) == 1:
-            self.check_image(members[images[0]], images[0], problem)
+            self.check_image(members[images[0]], images[0], problem, messages)
 
-    def check_image(self, data: bytes, ext: str, problem) -> None:
+    def check_image(self, data: bytes, ext: str, problem, messages: _DecoderMessages) -> None:
         try:
             image = decode_image(data, ext, self.channels)
         except Exception as error:  # any decoder failure is a finding about the data, not a crash
-            problem(f"image does not decode ({error})")
+            detail = messages.take()
+            problem(f"image does not decode ({error}{': ' + detail if detail else ''})")
             return
+        # A warning about an image that decodes adds nothing that sha256 and the checks below miss.
+        messages.take()
         if self.size is not None and image.shape[:2] != (self.size, self.size):
             problem(f"image is {image.shape[1]}x{image.shape[0]}, the manifest says {self.size}x{self.size}")
 
@@ -291,7 +327,11 @@ def _verify_wids(dst: Path, split: str, info: dict, checks: dict[str, _ShardChec
     except ValueError as error:
         result.add(name, f"not valid JSON ({error})")
         return
-    listed = [(s.get("url"), s.get("nsamples"), s.get("filesize")) for s in index.get("shardlist", [])]
+    shardlist = index.get("shardlist", []) if isinstance(index, dict) else None
+    if not isinstance(shardlist, list) or not all(isinstance(s, dict) for s in shardlist):
+        result.add(name, "not a wids shard index (an object with a list of shards)")
+        return
+    listed = [(s.get("url"), s.get("nsamples"), s.get("filesize")) for s in shardlist]
     expected = [(s["file"], s["count"], s["bytes"]) for s in info["shards"]]
     if listed != expected:
         result.add(name, "its shard list disagrees with the manifest")

@@ -1,8 +1,12 @@
-"""What runs in worker processes: a chunk description in, tar member bytes out.
+"""What runs in worker processes: a chunk description in, a fragment file and its size out.
 
-A task never carries image data: the worker reads its slice of the plan and its sketches from the
-memory-mapped store, renders and encodes each one, and packs them as tar members. The parent only
-appends the returned ``bytes`` to a shard.
+A task never carries image data, and neither does its result: the worker reads its slice of the
+plan and its sketches from the memory-mapped store, renders and encodes each one, and streams
+them as tar members into the chunk's fragment file (see ``fragments``); it returns the size.
+
+``SHARDGEN_BENCH_CONSTANT_IMAGE=BYTES`` is a benchmarking hook (``scripts/bench.py --ceiling``):
+every image is then a constant run of ``BYTES`` bytes instead of a rendered, encoded sketch, which
+measures what the rest of the pipeline costs per image.
 """
 
 from __future__ import annotations
@@ -17,13 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
-from . import faults, tar
+from . import faults
 from .dataset import STROKES
+from .formats.packing import ExtrasReader
+from .fragments import write_fragment
 from .plan import locate, plan_path
 from .render import RenderOptions, color_seed, encode_image, encode_npy, render_sketch
-from .store import StoreReader
 
 LAYOUT_FILE = "layout.json"
+_CONSTANT_IMAGE = os.environ.get("SHARDGEN_BENCH_CONSTANT_IMAGE")
+CONSTANT_IMAGE = b"\x89" * int(_CONSTANT_IMAGE) if _CONSTANT_IMAGE else None
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,7 @@ class ChunkTask:
     stop: int
     options: RenderOptions
     seed: int
+    fragment: Path  # where the chunk's tar members go
 
 
 def sample_key(split: str, class_index: int, source_index: int) -> str:
@@ -103,27 +111,42 @@ def _layout(state_dir: Path, mtime_ns: int) -> tuple[dict, dict[str, np.ndarray]
 def _meta_templates(state_dir: Path, mtime_ns: int, split: str) -> list[tuple[bytes, bytes]]:
     """Per class, the JSON metadata before and after the index: one dumps per class, not per sample.
 
-    ``prefix + str(index) + suffix`` is exactly ``json.dumps(meta, separators=(",", ":"))``.
+    See :func:`sample_json`, which completes them.
     """
     layout, _ = _layout(state_dir, mtime_ns)
     templates = []
     for class_index, (category, source) in enumerate(zip(layout["classes"], layout["sources"])):
         head = json.dumps({"category": category, "class": class_index, "split": split}, separators=(",", ":"))
-        templates.append((head[:-1].encode() + b',"index":', b',"source":' + json.dumps(source).encode() + b"}"))
+        templates.append((head[:-1].encode() + b',"index":', b',"source":' + json.dumps(source).encode()))
     return templates
 
 
+def sample_json(template: tuple[bytes, bytes], source_index: int, drawing_meta: bytes) -> bytes:
+    """A sample's JSON: category, class, split, index and source, then the drawing's own metadata.
+
+    Exactly ``json.dumps(meta, separators=(",", ":"))``; ``drawing_meta`` (JSON object members, as
+    the store holds them for QuickDraw files) is empty for ``.npz`` sources.
+    """
+    prefix, suffix = template
+    return b"%s%d%s%s}" % (prefix, source_index, suffix, b"," + drawing_meta if drawing_meta else b"")
+
+
 @lru_cache(maxsize=4)
-def _reader(state_dir: Path, split: str, mtime_ns: int) -> StoreReader:
+def _reader(state_dir: Path, split: str, mtime_ns: int) -> ExtrasReader:
     # Keyed by the layout's mtime (rewritten by every build) like the caches above: a worker that
     # outlives one build (a reused executor) must not read an overwritten store's old mappings.
-    return StoreReader(state_dir / "store", split)
+    return ExtrasReader(state_dir / "store", split)
 
 
-def render_chunk(task: ChunkTask) -> bytes:
-    """Render one chunk of the plan to concatenated tar members (image, class, metadata each)."""
+def render_chunk(task: ChunkTask) -> int:
+    """Render one chunk of the plan into its fragment file; returns the fragment's size in bytes."""
     if faults.ACTIVE:
         faults.worker_chunk()
+    return write_fragment(task.fragment, _members(task))
+
+
+def _members(task: ChunkTask):
+    """The chunk's tar members ``(name, data)``, three per sample (image, class, metadata), one at a time."""
     state_dir = Path(task.state_dir)
     mtime_ns = (state_dir / LAYOUT_FILE).stat().st_mtime_ns
     layout, starts = _layout(state_dir, mtime_ns)
@@ -133,16 +156,20 @@ def render_chunk(task: ChunkTask) -> bytes:
     class_ids, positions = locate(np.asarray(order), starts[task.split])
     reader = _reader(state_dir, task.split, mtime_ns)
     options, ext = task.options, task.options.extension
-    members = []
-    for class_index, position in zip(class_ids.tolist(), positions.tolist()):
-        strokes, source_index = reader.sketch(store_ids[class_index], position)
-        key = sample_key(task.split, class_index, source_index)
-        image = render_sketch(strokes, options, color_seed(task.seed, key))
-        prefix, suffix = templates[class_index]
-        members.append(tar.member(f"{key}.{ext}", encode_image(image, options)))
-        members.append(tar.member(f"{key}.cls", b"%d" % class_index))
-        members.append(tar.member(f"{key}.json", b"%s%d%s" % (prefix, source_index, suffix)))
-        if options.strokes:
-            members.append(tar.member(f"{key}.{STROKES}", encode_npy(strokes)))
-    reader.release()
-    return b"".join(members)
+    try:
+        for class_index, position in zip(class_ids.tolist(), positions.tolist()):
+            store_id = store_ids[class_index]
+            strokes, source_index = reader.sketch(store_id, position)
+            key = sample_key(task.split, class_index, source_index)
+            if CONSTANT_IMAGE is None:
+                times = reader.times(store_id, position) if options.color == "time" else None
+                image = encode_image(render_sketch(strokes, options, color_seed(task.seed, key), times), options)
+            else:
+                image = CONSTANT_IMAGE
+            yield f"{key}.{ext}", image
+            yield f"{key}.cls", b"%d" % class_index
+            yield f"{key}.json", sample_json(templates[class_index], source_index, reader.meta(store_id, position))
+            if options.strokes:
+                yield f"{key}.{STROKES}", encode_npy(strokes)
+    finally:
+        reader.release()  # also when the chunk fails half-way: no mapping outlives its task

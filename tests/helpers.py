@@ -179,5 +179,10 @@ def wait_for(condition, process: subprocess.Popen, timeout: float = 120) -> None
 
 
 def leftovers(dst: Path) -> list[str]:
-    """Partial shards and temp files anywhere under ``dst``: there must be none once a build ends."""
-    return sorted(str(p.relative_to(dst)) for p in Path(dst).rglob("*") if p.name.endswith((".partial", ".tmp")))
+    """Partial shards, temp files and chunk fragments anywhere under ``dst``: none once a build ends."""
+    parts = Path(dst) / ".shardgen" / "parts"
+    return sorted(
+        str(p.relative_to(dst))
+        for p in Path(dst).rglob("*")
+        if p.name.endswith((".partial", ".tmp")) or p == parts or parts in p.parents
+    )

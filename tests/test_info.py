@@ -64,3 +64,29 @@ def test_info_on_a_folder_without_a_build_is_a_one_line_error(tmp_path):
     """info on a folder without manifest.json: exit 2, one line."""
     result = run_cli("info", tmp_path)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_info_prints_category_names_literally(tmp_path):
+    """A category named with brackets (``[bold]x``) is printed as is, not read as rich markup."""
+    src = tmp_path / "src"
+    src.mkdir()
+    good = np.array([[0, 0, 0], [10, 10, 1]], np.int16)
+    write_npz(src / "[red]cat[x].npz", train=object_array([good]))
+    build(src, tmp_path / "out", BuildOptions(render=RenderOptions(size=16)), procs=1)
+    result = run_cli("info", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert rows(result.stdout)["0"] == ["[red]cat[x]", "1"]
+
+
+def test_info_of_an_older_manifest_with_a_missing_shard_is_a_one_line_error(small_build, tmp_path):
+    """Counting classes from the shards of an older manifest: a missing shard is one line naming it (exit 2)."""
+    dst = tmp_path / "old"
+    shutil.copytree(small_build, dst, ignore=shutil.ignore_patterns(".shardgen"))
+    manifest = json.loads((dst / "manifest.json").read_text())
+    for info in manifest["splits"].values():
+        del info["class_counts"]
+    (dst / "manifest.json").write_text(json.dumps(manifest))
+    (dst / "valid-000002.tar").unlink()
+    result = run_cli("info", dst)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "valid-000002.tar" in result.stderr

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -80,7 +82,9 @@ def test_disk_full_names_the_file_and_rerun_resumes(sample_src, reference_build,
     result = run_cli("build", sample_src, dst, *BUILD_ARGS, env={"SHARDGEN_FAULT": "enospc:shard=1"})
     assert result.returncode == 1
     assert_one_line_error(result.stderr, "train-000001.tar.partial", "No space left on device", "rerun to resume")
-    assert [p.name for p in dst.glob("*.tar")] == ["train-000000.tar"] and leftovers(dst) == []
+    # Shards are sealed in parallel: one after the failing shard may have been sealed meanwhile.
+    written = {p.name for p in dst.glob("*.tar")}
+    assert "train-000000.tar" in written and "train-000001.tar" not in written and leftovers(dst) == []
     assert_resumes_identically(sample_src, dst, reference_build, reused_at_least=1)
 
 
@@ -109,7 +113,7 @@ def test_real_read_only_mount_is_one_line_naming_the_path(sample_src, reference_
     """A DST on a read-only bind mount (private mount namespace): one line naming it; writable again, it resumes."""
     dst = tmp_path / "out"
     stopped = run_cli("build", sample_src, dst, *BUILD_ARGS, env={"SHARDGEN_FAULT": "enospc:shard=2"})
-    assert stopped.returncode == 1 and len(list(dst.glob("*.tar"))) == 2
+    assert stopped.returncode == 1 and len(list(dst.glob("*.tar"))) >= 2
     script = (
         f'mount --bind "{dst}" "{dst}" && mount -o remount,bind,ro "{dst}" && '
         f'exec "{sys.executable}" -m shardgen build "{sample_src}" "{dst}" {" ".join(BUILD_ARGS)}'
@@ -154,3 +158,66 @@ def test_workers_exit_when_the_build_process_alone_is_killed(sample_src, tmp_pat
         os.kill(pid, signal.SIGKILL)
     process.communicate()
     assert left == []
+
+
+def _children(pid: int) -> list[int]:
+    """Pids whose parent is ``pid``."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def _render_workers(build_pid: int) -> list[int]:
+    """The build's pool workers: the children of its fork server."""
+    return [worker for child in _children(build_pid) for worker in _children(child)]
+
+
+def _random_moment(seed: int, longest: float) -> float:
+    return random.Random(seed).uniform(0.0, longest)
+
+
+def _stderr_unless_hung(process: subprocess.Popen, timeout: float) -> str:
+    """Wait for ``process``; if it has not ended within ``timeout`` s it hung: kill its group and fail."""
+    try:
+        return process.communicate(timeout=timeout)[1]
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise AssertionError(f"the build did not end within {timeout} s") from None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(10))
+def test_worker_killed_at_a_random_moment_never_hangs_and_rerun_is_identical(
+    sample_src, reference_build, tmp_path, seed
+):
+    """SIGKILL of one worker at a seeded random moment of rendering: the build ends (retried or failed), never
+    hangs, and the rerun writes the reference bytes."""
+    dst = tmp_path / "out"
+    process = start_cli("build", sample_src, dst, *BUILD_ARGS)
+    wait_for((dst / ".shardgen" / "parts").exists, process)
+    time.sleep(_random_moment(seed, 0.8))
+    with contextlib.suppress(IndexError, ProcessLookupError):  # the build may be done already
+        os.kill(random.Random(seed).choice(_render_workers(process.pid)), signal.SIGKILL)
+    stderr = _stderr_unless_hung(process, timeout=120)
+    assert process.returncode in (0, 1) and "Traceback" not in stderr, stderr
+    assert_resumes_identically(sample_src, dst, reference_build, reused_at_least=0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(20))
+def test_sigterm_to_the_group_at_a_random_moment_exits_promptly(sample_src, tmp_path, seed):
+    """SIGTERM to the whole process group at a seeded random moment of a build: it exits (143, or 0 if it had
+    finished) within the timeout, without a traceback."""
+    process = start_cli("build", sample_src, tmp_path / "out", *BUILD_ARGS)
+    time.sleep(_random_moment(seed, 2.0))
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    stderr = _stderr_unless_hung(process, timeout=60)
+    assert process.returncode in (0, 143, -signal.SIGTERM) and "Traceback" not in stderr, stderr

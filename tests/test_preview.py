@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
@@ -14,7 +17,7 @@ from shardgen.pipeline import BuildOptions, build
 from shardgen.preview import GAP, LABEL_HEIGHT
 from shardgen.render import RenderOptions
 from shardgen.sample import write_samples
-from tests.helpers import read_split, run_cli
+from tests.helpers import ROOT, read_split, run_cli
 
 CELL = 32
 
@@ -110,3 +113,47 @@ def test_preview_shows_npy_and_colour_builds(tmp_path):
     for image, _ in cells(sheet, 3, 6):
         assert any(np.array_equal(image, candidate) for candidate in images)
         assert any(len(set(pixel)) > 1 for pixel in image.reshape(-1, 3).tolist())  # coloured ink, not grey
+
+
+def test_label_from_a_non_utf8_file_name_is_drawn_without_crashing():
+    """A category name with surrogates (from a non-UTF-8 file name) is drawn; OpenCV would segfault on it."""
+    script = (
+        "import numpy as np; from shardgen.preview import contact_sheet; "
+        "sheet = contact_sheet([('bad\\udcff', np.full((32, 32, 3), 255, np.uint8))], 32); "
+        "assert (sheet < 128).any()"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert result.returncode == 0, (result.returncode, result.stderr)
+
+
+@pytest.mark.parametrize(
+    "name, magic", [("sheet.jpg", b"\xff\xd8\xff"), ("sheet.jpeg", b"\xff\xd8\xff"), ("sheet.png", b"\x89PNG")]
+)
+def test_preview_encodes_by_the_output_extension(demo, tmp_path, name, magic):
+    """-o x.jpg writes JPEG bytes, -o x.png PNG bytes."""
+    out = tmp_path / name
+    result = run_cli("preview", demo, "-o", out, "--count", "4", "--cell", str(CELL))
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes().startswith(magic)
+
+
+def test_preview_refuses_an_unknown_output_extension(demo, tmp_path):
+    """-o x.txt is one line and exit 2, and writes nothing."""
+    result = run_cli("preview", demo, "-o", tmp_path / "sheet.txt", "--count", "4")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "sheet.txt" in result.stderr and not (tmp_path / "sheet.txt").exists()
+
+
+@pytest.mark.parametrize("damage", ["deleted", "garbage", "truncated"])
+def test_preview_of_a_damaged_shard_is_a_one_line_error(demo, tmp_path, damage):
+    """A shard that is missing, not a tar, or cut short is one line naming it (exit 2), not a traceback."""
+    dst = tmp_path / "build"
+    shutil.copytree(demo, dst, ignore=shutil.ignore_patterns(".shardgen"))
+    shard = dst / "train-000000.tar"
+    if damage == "deleted":
+        shard.unlink()
+    else:
+        shard.write_bytes(b"garbage" * 2000 if damage == "garbage" else shard.read_bytes()[:5000])
+    result = run_cli("preview", dst, "-o", tmp_path / "sheet.png", "--count", "36")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "train-000000.tar" in result.stderr

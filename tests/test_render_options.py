@@ -166,3 +166,20 @@ def test_cli_passes_every_render_option_and_the_manifest_records_them(house_src,
         assert image.shape == (40, 40, 3) and image.dtype == np.uint8
         assert (image[0] == 0).all() and (image[:, 0] == 0).all()  # inverted background, padded edge
         assert len({tuple(p) for p in image.reshape(-1, 3)}) <= 4  # background + 3 stroke colours, no blends
+
+
+def test_color_time_inks_the_same_pixels_as_black_shaded_by_time():
+    """--color time inks exactly the black drawing's pixels, each segment by its start time, first black."""
+    strokes = np.array([[0, 0, 0], [40, 5, 0], [-10, 30, 1], [25, -20, 0], [5, 5, 1]], np.int16)
+    times = np.array([0.0, 100, 200, 900, 1000])
+    timed = render_sketch(strokes, RenderOptions(size=64, color="time", antialias=False), times=times)
+    black = render_sketch(strokes, RenderOptions(size=64, antialias=False))
+    assert ((timed < 255) == (black < 255)).all()
+    # Segments start at 0, 100 and 900 ms of a 1000 ms drawing: levels 0, 20 and 180 of 200.
+    assert np.unique(timed[timed < 255]).tolist() == [0, 20, 180]
+
+
+def test_color_time_without_times_is_refused():
+    """A sketch without per-point times cannot be shaded by time."""
+    with pytest.raises(ValueError, match="needs one time per point"):
+        render_sketch(np.array([[0, 0, 0], [5, 5, 1]], np.int16), RenderOptions(color="time"))

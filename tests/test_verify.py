@@ -145,3 +145,17 @@ def test_folder_without_a_build_is_a_one_line_error(tmp_path):
     result = run_cli("verify", tmp_path)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "no manifest.json" in result.stderr
+
+
+def test_decoder_messages_become_the_problem_not_raw_stderr(build_copy):
+    """A PNG with a bad header CRC is reported with libpng's reason; libpng's own line never reaches stderr."""
+    samples = read_shard(build_copy / "train-000000.tar")
+    first = next(iter(samples))
+    png = bytearray(samples[first]["png"])
+    png[20] ^= 0x10  # inside IHDR, so its CRC no longer matches
+    samples[first]["png"] = bytes(png)
+    rewrite_shard(build_copy, "train-000000.tar", samples)
+    result = run_cli("verify", build_copy, "--procs", "1")
+    assert result.returncode == 1 and "libpng" not in result.stderr, result.stderr
+    assert f"train-000000.tar: sample {first}: image does not decode" in result.stdout
+    assert "IHDR: CRC error" in result.stdout

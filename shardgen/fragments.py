@@ -1,0 +1,95 @@
+"""Worker-side output files: chunk fragments, and the seal that joins them into a shard.
+
+A chunk task streams its tar members into a fragment file (``DST/.shardgen/parts/NAME.START``),
+written under a temp name and renamed, so a rerun of the same task replaces it whole and a killed
+worker leaves only a temp file. When every chunk of a shard is in, one seal task joins the
+fragments in plan order into ``NAME.partial`` while hashing, appends the end-of-archive, fsyncs,
+renames it to ``NAME`` and removes the fragments. Results are a few numbers, never bytes.
+
+Plain functions over paths, so the destination can later be something other than a local folder
+(object storage has no rename: there the seal uploads under the final key only when complete).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from . import faults, tar
+from .atomic import fsync_dir, temp_path
+
+PARTS_DIR = "parts"
+PARTIAL_SUFFIX = ".partial"
+_BUFFER = 1 << 20  # members are small: gather them into large writes; large images bypass it
+
+
+def fragment_path(state_dir: Path, shard_name: str, start: int) -> Path:
+    """Where the chunk of ``shard_name`` that begins at plan position ``start`` is written."""
+    return Path(state_dir) / PARTS_DIR / f"{shard_name}.{start}"
+
+
+def partial_path(path: Path) -> Path:
+    return Path(path).with_name(Path(path).name + PARTIAL_SUFFIX)
+
+
+def write_fragment(path: Path, members: Iterable[tuple[str, bytes]]) -> int:
+    """Write tar members ``(name, data)`` as they come to ``path`` (via a temp file); returns its size."""
+    path = Path(path)
+    tmp = temp_path(path)
+    size = 0
+    try:
+        with open(tmp, "wb", buffering=_BUFFER) as f:
+            for name, data in members:
+                for part in tar.member_parts(name, data):
+                    f.write(part)
+                    size += len(part)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return size
+
+
+def seal_shard(fragments: list[Path], path: Path, fault_index: int = -1) -> tuple[int, str, str]:
+    """Join ``fragments`` in order into shard ``path``, hashing as it goes; returns size, sha256, md5.
+
+    The shard appears under its final name only complete and fsynced. md5 is what a wids index
+    records for a shard (``md5sum``); computing it here costs no extra pass over the bytes.
+    """
+    path = Path(path)
+    partial = partial_path(path)
+    sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+    size = 0
+    try:
+        with open(partial, "wb") as out:
+            for fragment in fragments:
+                with open(fragment, "rb", buffering=0) as f:
+                    while block := f.read(_BUFFER):
+                        if faults.ACTIVE:
+                            faults.shard_write(fault_index, partial)
+                        sha.update(block)
+                        md5.update(block)
+                        out.write(block)
+                        size += len(block)
+            end = tar.end_of_archive(size)
+            sha.update(end)
+            md5.update(end)
+            out.write(end)
+            size += len(end)
+            os.fsync(out.fileno())
+        if faults.ACTIVE:
+            faults.point("rename")
+        os.replace(partial, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(partial)
+        raise
+    fsync_dir(path.parent)
+    for fragment in fragments:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(fragment)
+    return size, sha.hexdigest(), md5.hexdigest()
