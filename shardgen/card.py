@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from .dataset import STROKES
+from .read import DRAWING_FORMATS, input_suffix
 
 CARD = "README.md"
 # The first line of every card shardgen writes (a YAML comment), so that ``--overwrite`` removes a
@@ -26,6 +27,10 @@ METADATA_FEATURES = (
     ("index", "int64"),
     ("source", "string"),
 )
+# What QuickDraw inputs add (formats.drawing.META_FIELDS); ``timestamp`` is a string in ndjson
+# and CSV files and unix seconds in ``.bin`` ones, so its type depends on the inputs.
+DRAWING_FEATURES = (("key_id", "string"), ("countrycode", "string"), ("recognized", "bool"), ("word", "string"))
+TIMESTAMP_TYPES = {"ndjson": "string", "csv": "string", "bin": "int64"}
 # Hugging Face decodes these extensions to images; an ``npy`` member is loaded as an array instead.
 IMAGE_FORMATS = ("png", "jpg", "webp")
 # Skipped inputs listed one by one up to this many; the manifest lists them all.
@@ -38,6 +43,7 @@ BOOL_FLAGS = {
     "shuffle": ("--shuffle", "--no-shuffle"),
     "strokes": ("--with-strokes", None),
     "dali_index": ("--dali-index", None),
+    "recognized_only": ("--recognized-only", None),
 }
 
 
@@ -64,13 +70,28 @@ def features(manifest: dict) -> list[dict]:
     out = [
         image,
         {"name": "cls", "dtype": {"class_label": {"names": names}}},
-        {"name": "json", "struct": [{"name": name, "dtype": dtype} for name, dtype in METADATA_FEATURES]},
+        {"name": "json", "struct": [{"name": name, "dtype": dtype} for name, dtype in metadata(manifest["sources"])]},
     ]
     if render.get("strokes"):
         # The member keeps the store's dtype, which may differ between classes (int16 where exact,
         # else int32, float32 or float64); one feature type must hold them all exactly.
         out.append({"name": STROKES, "dtype": {"array2_d": {"shape": [None, 3], "dtype": "float64"}}})
     return out + [{"name": "__key__", "dtype": "string"}, {"name": "__url__", "dtype": "string"}]
+
+
+def metadata(sources: list[str]) -> list[tuple[str, str]]:
+    """The ``.json`` fields of a build from these source files, with their Hugging Face types.
+
+    A sample from a file that lacks a field loads it as null. Hugging Face leaves out any field not
+    listed, so a ``timestamp`` of two types (``.bin`` files mixed with others) is left out.
+    """
+    fields = list(METADATA_FEATURES)
+    formats = {DRAWING_FORMATS.get(input_suffix(Path(source)) or "") for source in sources} - {None}
+    if formats:
+        fields += DRAWING_FEATURES
+        timestamps = {TIMESTAMP_TYPES[name] for name in formats}
+        fields += [("timestamp", timestamps.pop())] if len(timestamps) == 1 else []
+    return fields
 
 
 def header(manifest: dict) -> dict:
@@ -119,13 +140,15 @@ def _key(key: str) -> str:
 def command(options: dict) -> str:
     """``shardgen build`` with every option that decided this build spelled out."""
     words = ["shardgen", "build", "SRC", "DST"]
-    flat = {**options.get("render", {}), **{k: v for k, v in options.items() if k != "render"}}
+    flat: dict = {}
+    for name, value in options.items():  # render and drawings options are flags like the others
+        flat.update(value if isinstance(value, dict) else {name: value})
     for name, value in flat.items():
         if name in BOOL_FLAGS:
             flag = BOOL_FLAGS[name][0 if value else 1]
             words += [flag] if flag else []
         elif value is not None:
-            value = ",".join(value) if isinstance(value, list) else value
+            value = ",".join(map(str, value)) if isinstance(value, list) else value
             words += [f"--{name.replace('_', '-')}", str(value)]
     return " ".join(words)
 

@@ -7,8 +7,10 @@ import shutil
 
 import pytest
 
-from shardgen.card import CARD, command, dataset_card
-from shardgen.pipeline import clean_output
+from shardgen.card import CARD, command, dataset_card, metadata
+from shardgen.pipeline import BuildOptions, build, clean_output
+from shardgen.render import RenderOptions
+from shardgen.sample import write_samples
 
 datasets = pytest.importorskip("datasets")
 yaml = pytest.importorskip("yaml")
@@ -122,3 +124,33 @@ def test_overwrite_removes_our_card_but_not_a_users_readme(small_build, tmp_path
     clean_output(theirs)
     assert not (ours / CARD).exists()
     assert (theirs / CARD).read_text() == "# my notes\n"
+
+
+@pytest.mark.parametrize(
+    ("sources", "extra"),
+    [
+        (["a.npz"], []),
+        (["full_simplified_a.ndjson"], ["key_id", "countrycode", "recognized", "word", "timestamp"]),
+        (["a.bin", "b.ndjson.gz"], ["key_id", "countrycode", "recognized", "word"]),
+    ],
+)
+def test_json_fields_follow_the_input_formats(sources, extra):
+    """QuickDraw inputs add their metadata fields; a timestamp of two types (.bin and text) is left out."""
+    assert [name for name, _ in metadata(sources)] == ["category", "class", "split", "index", "source", *extra]
+
+
+def test_command_spells_quickdraw_options_as_flags():
+    """Nested drawing options become the flags ``shardgen build`` takes."""
+    options = {"render": {"size": 8}, "seed": 1, "drawings": {"split_ratio": [0.8, 0.1, 0.1], "recognized_only": True}}
+    assert command(options) == "shardgen build SRC DST --size 8 --seed 1 --split-ratio 0.8,0.1,0.1 --recognized-only"
+
+
+def test_load_dataset_gives_quickdraw_metadata(tmp_path):
+    """A build of QuickDraw ndjson files loads with each drawing's key_id, country and timestamp."""
+    write_samples(tmp_path / "ndjson", categories=2, per_split=3, seed=1, format="ndjson")
+    build(tmp_path / "ndjson", tmp_path / "out", BuildOptions(render=RenderOptions(size=16)), procs=1)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+        loaded = datasets.load_dataset(str(tmp_path / "out"), split="train", cache_dir=str(tmp_path / "cache"))
+    meta = loaded[0]["json"]
+    assert loaded.num_rows == 18 and meta["key_id"].isdigit() and meta["countrycode"] and meta["timestamp"]
