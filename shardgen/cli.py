@@ -167,6 +167,9 @@ def build(
         help="skip-sketches: list invalid sketches and go on, stop on an unreadable file; "
         "skip: skip both; fail: stop at the first of either.",
     ),
+    dali_index: bool = typer.Option(
+        False, "--dali-index", help="Also write SHARD.idx for NVIDIA DALI's webdataset reader.", show_default="off"
+    ),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace a build in DST made with other inputs or options.", show_default="off"
     ),
@@ -227,6 +230,7 @@ def build(
             recognized_only=recognized_only,
             countries=tuple(c.strip().upper() for c in countries.split(",") if c.strip()) if countries else None,
         ),
+        dali_index=dali_index,
     )
     if procs < 1:
         raise UsageError(f"--procs must be at least 1, got {procs}; leave it out to use every core")

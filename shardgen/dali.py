@@ -15,10 +15,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from . import atomic
 from .tar import BLOCK
 
 VERSION = "v1.2"
 SUFFIX = ".idx"
+MEMBERS_SUFFIX = ".members"
 
 
 def index_path(shard: Path) -> Path:
@@ -46,3 +48,27 @@ def index_text(members: Iterable[tuple[str, int, int]]) -> str:
             last_key = key
         samples[-1].append(f"{ext} {offset} {size} {name}")
     return f"{VERSION} {len(samples)}\n" + "".join(" ".join(sample) + "\n" for sample in samples)
+
+
+def members_path(piece: Path) -> Path:
+    """Where the worker that writes a piece of a shard lists that piece's member names and sizes."""
+    return Path(piece).with_name(Path(piece).name + MEMBERS_SUFFIX)
+
+
+def write_members(path: Path, members: Iterable[tuple[str, int]]) -> None:
+    """List tar members ``(name, size)``, one ``NAME SIZE`` line each (names hold no spaces)."""
+    Path(path).write_text("".join(f"{name} {size}\n" for name, size in members))
+
+
+def read_members(path: Path) -> list[tuple[str, int]]:
+    return [(name, int(size)) for name, size in (line.split(" ") for line in Path(path).read_text().splitlines())]
+
+
+def write_index(shard: Path, pieces: list[Path], starts: list[int]) -> None:
+    """Write ``shard``'s ``.idx`` from its pieces' member lists and the offset where each piece starts."""
+    members = [
+        entry
+        for piece, start in zip(pieces, starts)
+        for entry in member_offsets(read_members(members_path(piece)), start)
+    ]
+    atomic.write_bytes(index_path(shard), index_text(members).encode())

@@ -22,7 +22,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import atomic, card, faults, manifest
+from . import atomic, card, dali, faults, manifest
 from .errors import InputError, Interrupted, OptionsChangedError, OutputError, UsageError, WorkerError
 from .executor import StopOnSignals, new_pool, stop_pool, submit_task
 from .formats import is_drawing_file
@@ -57,6 +57,7 @@ class BuildOptions:
     shuffle: bool = True
     on_error: str = "skip-sketches"
     drawings: DrawingOptions = field(default_factory=DrawingOptions)  # QuickDraw inputs: splits, filters
+    dali_index: bool = False  # also write {shard}.idx, the index NVIDIA DALI's webdataset reader takes
 
     def check(self) -> None:
         try:
@@ -86,6 +87,8 @@ class BuildOptions:
             "shuffle": self.shuffle,
             "on_error": self.on_error,
             **({"drawings": self.drawings.to_dict()} if self.drawings.to_dict() else {}),
+            # recorded only when set: other builds keep the manifest and identity they had
+            **({"dali_index": True} if self.dali_index else {}),
         }
 
 
@@ -331,7 +334,7 @@ def clean_output(dst: Path) -> None:
         if name == STATE_DIR:
             shutil.rmtree(path)
         elif (
-            name.endswith((".tar", ".tar" + PARTIAL_SUFFIX, ".wids.json"))
+            name.endswith((".tar", ".tar" + PARTIAL_SUFFIX, ".wids.json", ".idx"))
             or name == manifest.MANIFEST
             or (name == card.CARD and card.written_by_shardgen(path))  # never a README.md of the user's
         ):
@@ -369,7 +372,7 @@ async def _build(sources, dst, state, options, executor, inflight, chunk_size, r
         raise output_error(error, state) from None
 
     journal = Journal(state / "journal.jsonl")
-    done = _reusable_shards(dst, plans, journal)
+    done = _reusable_shards(dst, plans, journal, options.dali_index)
     reused = sum(name not in tally.sealed for name in done)
     todo = [shard for plan in plans.values() for shard in plan.shards if shard.name not in done]
     reporter.stage("render", sum(shard.count for shard in todo))
@@ -484,14 +487,18 @@ async def _gather_or_cancel(coroutines):
         raise
 
 
-def _reusable_shards(dst: Path, plans: dict[str, SplitPlan], journal: Journal) -> dict[str, ShardRecord]:
-    """Journaled shards that are still on disk with their recorded size and sha256."""
+def _reusable_shards(
+    dst: Path, plans: dict[str, SplitPlan], journal: Journal, dali_index: bool = False
+) -> dict[str, ShardRecord]:
+    """Journaled shards that are still on disk with their recorded size and sha256 (and DALI index)."""
     expected = {shard.name: shard for plan in plans.values() for shard in plan.shards}
     reusable = {}
     for name, record in journal.load().items():
         shard = expected.get(name)
         path = dst / name
         if shard is None or record.count != shard.count or not path.is_file():
+            continue
+        if dali_index and not dali.index_path(path).is_file():  # deleted since: render the shard again
             continue
         if path.stat().st_size == record.bytes and file_digest(path)[1] == record.sha256:
             reusable[name] = record
@@ -527,7 +534,9 @@ async def _render_shards(
         for shard in shards:
             for start, stop in shard.chunks():
                 fragment = fragment_path(state, shard.name, start)
-                task = ChunkTask(state, shard.split, start, stop, options.render, options.seed, fragment)
+                task = ChunkTask(
+                    state, shard.split, start, stop, options.render, options.seed, fragment, options.dali_index
+                )
                 try:
                     future = submit_task(loop, executor, render_chunk, task)
                 except BrokenProcessPool as error:  # the writer reports it, naming this chunk
@@ -547,7 +556,9 @@ async def _render_shards(
         path = dst / shard.name
         fragments = [fragment_path(state, shard.name, start) for start, _ in shard.chunks()]
         try:
-            size, sha256, md5 = await submit_task(loop, executor, seal_shard, fragments, path, position)
+            size, sha256, md5 = await submit_task(
+                loop, executor, seal_shard, fragments, path, position, options.dali_index
+            )
         except BrokenProcessPool:
             raise WorkerError(f"a worker process died while sealing {shard.name}") from None
         except OSError as error:

@@ -44,6 +44,7 @@ class ChunkTask:
     options: RenderOptions
     seed: int
     fragment: Path  # where the chunk's tar members go
+    list_members: bool = False  # also list each member's name and size, for the shard's DALI index
 
 
 def sample_key(split: str, class_index: int, source_index: int) -> str:
@@ -142,7 +143,7 @@ def render_chunk(task: ChunkTask) -> int:
     """Render one chunk of the plan into its fragment file; returns the fragment's size in bytes."""
     if faults.ACTIVE:
         faults.worker_chunk()
-    return write_fragment(task.fragment, _members(task))
+    return write_fragment(task.fragment, _members(task), task.list_members)
 
 
 def _members(task: ChunkTask):

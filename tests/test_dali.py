@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -10,6 +11,10 @@ import pytest
 
 from shardgen import tar
 from shardgen.dali import index_path, index_text, member_offsets
+from shardgen.pipeline import BuildOptions, build
+from shardgen.render import RenderOptions
+from shardgen.sample import write_samples
+from tests.helpers import run_cli
 
 # The line format DALI's reader parses (webdataset_loader.cc, ParseIndexFile): "v1.2 SAMPLES", then
 # per sample "EXT OFFSET SIZE NAME" for each member, single spaces, one sample a line.
@@ -67,3 +72,69 @@ def test_offsets_continue_from_a_start(tmp_path):
 def test_index_is_named_like_wds2idx_names_it():
     """``train-000003.tar`` gets ``train-000003.idx`` beside it."""
     assert index_path(Path("/d/train-000003.tar")) == Path("/d/train-000003.idx")
+
+
+OPTIONS = BuildOptions(render=RenderOptions(size=16, strokes=True), shard_size=10, dali_index=True)
+
+
+@pytest.fixture(scope="module")
+def dali_src(tmp_path_factory) -> Path:
+    src = tmp_path_factory.mktemp("dali-npz")
+    write_samples(src, categories=3, per_split=9, seed=4)
+    return src
+
+
+@pytest.fixture(scope="module")
+def dali_build(dali_src, tmp_path_factory) -> Path:
+    """A build with --dali-index and --with-strokes: several chunks a shard, several shards a split."""
+    dst = tmp_path_factory.mktemp("dali-build")
+    build(dali_src, dst, OPTIONS, procs=2, chunk_size=4)
+    return dst
+
+
+def shard_paths(dst) -> list[Path]:
+    return sorted(Path(dst).glob("*.tar"))
+
+
+def test_every_shard_has_the_index_wds2idx_would_write(dali_build):
+    """Each shard's .idx equals wds2idx's output for it: extension, data offset, size and name of every member."""
+    shards = shard_paths(dali_build)
+    assert len(shards) == 9
+    for shard in shards:
+        assert index_path(shard).read_text() == wds2idx(shard), shard.name
+
+
+def test_every_index_follows_the_line_format(dali_build):
+    """Every .idx is a version line with the sample count, then one line of components per sample."""
+    for shard in shard_paths(dali_build):
+        text = index_path(shard).read_text()
+        assert_dali_format(text)
+        assert text.split("\n")[1].split(" ")[0::4] == ["png", "cls", "json", "strokes.npy"]
+
+
+def test_no_index_without_the_option(small_build):
+    """A default build writes no .idx and records no dali_index option."""
+    assert not list(Path(small_build).glob("*.idx"))
+    assert "dali_index" not in (Path(small_build) / "manifest.json").read_text()
+
+
+def test_rerun_writes_a_deleted_index_again(dali_src, dali_build, tmp_path):
+    """A shard whose .idx went missing is rendered again on a rerun, index and all, with the same bytes."""
+    dst = tmp_path / "copy"
+    shutil.copytree(dali_build, dst)
+    shard = shard_paths(dst)[0]
+    before, manifest = shard.read_bytes(), (dst / "manifest.json").read_bytes()
+    index_path(shard).unlink()
+    result = build(dali_src, dst, OPTIONS, procs=1)
+    assert result.shards_written == 1 and shard.read_bytes() == before
+    assert index_path(shard).read_text() == wds2idx(shard)
+    assert (dst / "manifest.json").read_bytes() == manifest
+
+
+def test_cli_option_writes_the_indexes(dali_src, tmp_path):
+    """``shardgen build --dali-index`` writes one .idx per shard, and the card names the option."""
+    result = run_cli("build", dali_src, tmp_path / "out", "--dali-index", "--size", "16", "--procs", "1", "-q")
+    assert result.returncode == 0, result.stderr
+    shards = shard_paths(tmp_path / "out")
+    assert shards and all(index_path(shard).read_text() == wds2idx(shard) for shard in shards)
+    assert "--dali-index" in (tmp_path / "out" / "README.md").read_text()
