@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .dataset import STROKES
+from .dataset import STROKES, skip_location
 from .read import DRAWING_FORMATS, input_suffix
 
 CARD = "README.md"
@@ -199,7 +199,7 @@ def skipped(manifest: dict) -> list[str]:
     sketches, files = manifest.get("skipped", []), manifest.get("skipped_files", [])
     lines = ["## Skipped inputs", "", f"{len(sketches):,} invalid sketch(es) and {len(files)} unreadable file(s)."]
     listed = [f"- `{f['source']}`: {f['reason']}" for f in files]
-    listed += [f"- `{s['source']}` {s['split']}[{s['index']}]: {s['reason']}" for s in sketches]
+    listed += [f"- `{s['source']}` {skip_location(s)}: {s['reason']}" for s in sketches]
     if listed:
         lines += ["", *listed[:MAX_LISTED]]
         if len(listed) > MAX_LISTED:

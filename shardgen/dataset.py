@@ -205,6 +205,13 @@ def check_strokes(dst: str | Path, manifest: dict, strokes: bool) -> None:
         raise UsageError("this build holds no stroke arrays; rebuild it with --with-strokes", dst)
 
 
+def skip_location(skipped: dict) -> str:
+    """Where a skipped sketch was: ``train[12]`` in a .npz, ``line 4`` or ``offset 96`` in a QuickDraw file."""
+    if "split" in skipped:
+        return f"{skipped['split']}[{skipped['index']}]"
+    return next(f"{where} {skipped[where]}" for where in ("line", "offset") if where in skipped)
+
+
 def render_channels(manifest: dict) -> int | None:
     """The build's image channels (1 or 3), if its manifest says."""
     return manifest.get("options", {}).get("render", {}).get("channels")

@@ -75,19 +75,23 @@ def test_card_says_how_the_build_was_made(small_build):
 
 
 def test_card_lists_skipped_inputs():
-    """Skipped sketches and files appear in the card, each with its reason."""
+    """Skipped sketches (by split and index, or by line) and files appear in the card, with their reasons."""
     manifest = {
         "shardgen_version": "0",
         "classes": ["a"],
         "sources": ["a.npz", "b.npz"],
         "options": {"render": {"size": 8, "format": "png", "channels": 1}},
         "splits": {"train": {"count": 1, "shards": [], "class_counts": [1]}},
-        "skipped": [{"source": "a.npz", "split": "train", "index": 3, "reason": "NaN"}],
+        "skipped": [
+            {"source": "a.npz", "split": "train", "index": 3, "reason": "NaN"},
+            {"source": "c.ndjson", "line": 7, "reason": "bad JSON"},
+        ],
         "skipped_files": [{"source": "b.npz", "reason": "not a zip file"}],
     }
     text = dataset_card(manifest)
-    assert "1 invalid sketch(es) and 1 unreadable file(s)" in text
+    assert "2 invalid sketch(es) and 1 unreadable file(s)" in text
     assert "- `b.npz`: not a zip file" in text and "- `a.npz` train[3]: NaN" in text
+    assert "- `c.ndjson` line 7: bad JSON" in text
 
 
 @pytest.mark.parametrize(
