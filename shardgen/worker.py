@@ -147,7 +147,7 @@ def render_chunk(task: ChunkTask) -> int:
 
 
 def _members(task: ChunkTask):
-    """The chunk's tar members ``(name, data)``, three per sample (image, class, metadata), one at a time."""
+    """The chunk's tar members ``(name, data)``, one at a time: image, class, metadata (and strokes) per sample."""
     state_dir = Path(task.state_dir)
     mtime_ns = (state_dir / LAYOUT_FILE).stat().st_mtime_ns
     layout, starts = _layout(state_dir, mtime_ns)
