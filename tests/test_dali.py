@@ -118,6 +118,7 @@ def test_no_index_without_the_option(small_build):
     assert "dali_index" not in (Path(small_build) / "manifest.json").read_text()
 
 
+@pytest.mark.slow
 def test_rerun_writes_a_deleted_index_again(dali_src, dali_build, tmp_path):
     """A shard whose .idx went missing is rendered again on a rerun, index and all, with the same bytes."""
     dst = tmp_path / "copy"
@@ -131,6 +132,7 @@ def test_rerun_writes_a_deleted_index_again(dali_src, dali_build, tmp_path):
     assert (dst / "manifest.json").read_bytes() == manifest
 
 
+@pytest.mark.slow
 def test_cli_option_writes_the_indexes(dali_src, tmp_path):
     """``shardgen build --dali-index`` writes one .idx per shard, and the card names the option."""
     result = run_cli("build", dali_src, tmp_path / "out", "--dali-index", "--size", "16", "--procs", "1", "-q")

@@ -140,6 +140,7 @@ def test_option_is_recorded_only_when_set(strokes_build, small_build):
     assert "strokes" not in json.loads((small_build / "manifest.json").read_text())["options"]["render"]
 
 
+@pytest.mark.slow
 def test_cli_with_strokes_builds_and_verifies(tmp_path):
     """``shardgen build --with-strokes`` writes the member, and ``shardgen verify`` accepts the build."""
     write_samples(tmp_path / "npz", categories=2, per_split=4, seed=1)
