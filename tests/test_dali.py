@@ -62,7 +62,7 @@ def test_offsets_of_packed_members_match_tarfile(tmp_path, sizes):
     assert_dali_format(text)
 
 
-def test_offsets_continue_from_a_start(tmp_path):
+def test_offsets_continue_from_a_start():
     """Offsets of a later piece of a shard count from where that piece starts."""
     first = list(member_offsets([("a.png", 10), ("a.cls", 1)]))
     rest = list(member_offsets([("b.png", 600)], start=4 * tar.BLOCK))
