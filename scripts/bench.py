@@ -444,6 +444,36 @@ def bench_memory(args, work: Path) -> None:
         )
 
 
+def bench_cluster(src: Path, args, work: Path) -> None:
+    """Throughput of the same build through a Dask cluster (``--scheduler``) and through local processes."""
+    print(f"\n== cluster: {src} through the Dask scheduler at {args.scheduler} vs --procs {args.procs}", flush=True)
+    rates: dict[str, list[float]] = {"local": [], "cluster": []}
+    common = ["--size", str(args.size), "--no-progress", "--json"]
+    common += ["--chunk-size", str(args.chunk_size)] if args.chunk_size else []
+    modes = {"local": ["--procs", str(args.procs)], "cluster": ["--scheduler", args.scheduler]}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    images = 0
+    for rep in range(args.reps):
+        for mode, extra in modes.items():  # interleaved, so that load from others hits both alike
+            out = work / f"cluster-{mode}"
+            shutil.rmtree(out, ignore_errors=True)
+            cmd = [sys.executable, "-m", "shardgen", "build", str(src), str(out), *common, *extra]
+            started = time.perf_counter()
+            result = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            seconds = time.perf_counter() - started
+            if result.returncode != 0:
+                raise SystemExit(f"{mode} build failed: {result.stderr.strip()}")
+            images = json.loads(result.stdout)["images"]
+            rates[mode].append(images / seconds)
+            print(
+                f"  rep {rep + 1}/{args.reps} {mode:>7}: {images / seconds:,.0f} images/s ({seconds:.1f} s)", flush=True
+            )
+    local, cluster = median(rates["local"]), median(rates["cluster"])
+    print(f"\n  {images:,} images, {args.size} px PNG; wall time of the whole command (start-up included)")
+    print(f"  local --procs {args.procs}: {local:,.0f} images/s {spread(rates['local'])}")
+    print(f"  cluster:          {cluster:,.0f} images/s {spread(rates['cluster'])}  ({cluster / local:.2f} x local)")
+
+
 # ---------------------------------------------------------------------------------------------
 # The ceiling: what the pipeline around render+encode costs (issue 10)
 
@@ -646,6 +676,9 @@ def main() -> None:
         metavar="GB",
         help="only measure peak memory while ingesting GB (default 1) of generated QuickDraw ndjson",
     )
+    parser.add_argument(
+        "--scheduler", help="Dask scheduler ADDRESS: bench builds through that cluster against --procs local processes"
+    )
     args = parser.parse_args()
     if args.formats_memory:
         bench_formats_memory(args.formats_memory, Path(args.out) / "formats")
@@ -670,6 +703,11 @@ def main() -> None:
     print(f"\n`python -m shardgen --help`: {shardgen_help:.3f} s (target <= 0.3; `python -c pass` takes {bare:.3f} s)")
 
     inputs = [] if args.no_sample else [sample_input(Path(args.out) / "cache", 10, -(-args.sketches // 30))]
+    if args.scheduler:
+        for src in [*inputs, *args.inputs]:
+            bench_cluster(src, args, work / src.name)
+        print(f"\nat end: {load()}")
+        return
     for src in [*inputs, *args.inputs]:
         bench_input(src, args, work / src.name)
     if args.memory_sketches:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +58,12 @@ def write_npy_to(file, array: np.ndarray) -> None:
 
 
 def temp_path(path: Path) -> Path:
-    """Where an atomic write of ``path`` stages its bytes (``.NAME.tmp``, next to it)."""
-    return path.with_name(f".{path.name}.tmp")
+    """A fresh name next to ``path`` where an atomic write stages its bytes (``.NAME.PID-RANDOM.tmp``).
+
+    Unique per call: a task that Dask reruns elsewhere while its first run is still writing (a
+    worker declared dead that is not) never shares a temp file with it; the last rename wins whole.
+    """
+    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
 
 
 def _write_via_temp(path: Path, write) -> None:

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from .dataset import STROKES, skip_location
+from .location import Location
 from .read import DRAWING_FORMATS, input_suffix
 
 CARD = "README.md"
@@ -47,11 +48,11 @@ BOOL_FLAGS = {
 }
 
 
-def written_by_shardgen(path: Path) -> bool:
-    """Whether the file at ``path`` is a card shardgen wrote (and ``--overwrite`` may remove)."""
+def written_by_shardgen(folder: Location, name: str = CARD) -> bool:
+    """Whether ``name`` in ``folder`` is a card shardgen wrote (and ``--overwrite`` may remove)."""
     start = f"---\n{MARKER}\n".encode()
     try:
-        with open(path, "rb") as f:
+        with folder.open_read(name) as f:
             return f.read(len(start)) == start
     except OSError:
         return False

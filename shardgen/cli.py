@@ -108,11 +108,44 @@ def sample(
 @app.command()
 @reports_errors
 def build(
-    src: Path = typer.Argument(
-        ..., help="Folder of sketch files, one category each: sketch-rnn .npz, QuickDraw .ndjson(.gz), .bin or .csv."
+    src: str = typer.Argument(
+        ...,
+        help="Folder of sketch files, one category each: sketch-rnn .npz, QuickDraw .ndjson(.gz), .bin or .csv; "
+        "or an fsspec URL (s3://bucket/npz).",
     ),
-    dst: Path = typer.Argument(..., help="Output folder for shards, manifest.json and wids indexes."),
-    procs: int = typer.Option(os.cpu_count() or 1, "--procs", "-p", help="Worker processes.", show_default="all cores"),
+    dst: str = typer.Argument(
+        ..., help="Output folder for shards, manifest.json and wids indexes, or an fsspec URL (s3://bucket/shards)."
+    ),
+    procs: Optional[int] = typer.Option(
+        None,
+        "--procs",
+        "-p",
+        help="Worker processes (with --scheduler: tasks in flight).",
+        show_default="all cores (with --scheduler: the cluster's threads)",
+    ),
+    scheduler: Optional[str] = typer.Option(
+        None,
+        "--scheduler",
+        metavar="ADDRESS",
+        help="Render on the Dask cluster whose scheduler is at ADDRESS (tcp://host:8786) instead of local "
+        "processes; needs shardgen[dask].",
+        show_default="local processes",
+    ),
+    storage_option: list[str] = typer.Option(
+        [],
+        "--storage-option",
+        metavar="KEY=VALUE",
+        help="KEY=VALUE passed to fsspec for URLs (repeatable; JSON values such as true or 3 are parsed), "
+        "e.g. endpoint_url=http://127.0.0.1:9000.",
+        show_default="none",
+    ),
+    work_dir: Optional[Path] = typer.Option(
+        None,
+        "--work-dir",
+        help="With DST a URL: local folder for the packed store, plan and chunk fragments (a shared "
+        "filesystem with --scheduler).",
+        show_default="a folder under the system temp dir, named after DST",
+    ),
     size: int = typer.Option(256, "--size", help="Image width and height in pixels."),
     line_width: Optional[float] = typer.Option(
         None, "--line-width", help="Stroke width in pixels (rounded to whole pixels).", show_default="2.5% of size"
@@ -200,6 +233,7 @@ def build(
     from .dryrun import plan_build
     from .errors import UsageError
     from .formats.select import ALL_TRAIN, DrawingOptions
+    from .location import is_url, parse_storage_options
     from .pipeline import BuildOptions
     from .pipeline import build as run_build
     from .render import RenderOptions
@@ -232,13 +266,15 @@ def build(
         ),
         dali_index=dali_index,
     )
-    if procs < 1:
+    if procs is not None and procs < 1:
         raise UsageError(f"--procs must be at least 1, got {procs}; leave it out to use every core")
     if quiet and verbose:
         raise UsageError("--quiet and --verbose contradict each other; pass one of them")
     verbosity = QUIET if quiet else VERBOSE if verbose else NORMAL
     if dry_run:
-        if dst.exists() and not dst.is_dir():
+        if is_url(src):
+            raise UsageError("--dry-run reads a local folder only; copy a few of the files down to plan with them", src)
+        if Path(dst).exists() and not Path(dst).is_dir():
             raise UsageError("output must be a folder, but a file exists there", dst)
         with ProgressReporter(enabled=progress, verbosity=verbosity) as reporter:
             plan = plan_build(src, options, reporter=reporter)
@@ -247,7 +283,16 @@ def build(
         return
     with ProgressReporter(enabled=progress, verbosity=verbosity) as reporter:
         result = run_build(
-            src, dst, options, procs=procs, chunk_size=chunk_size, overwrite=overwrite, reporter=reporter
+            src,
+            dst,
+            options,
+            procs=procs,
+            scheduler=scheduler,
+            storage_options=parse_storage_options(storage_option),
+            work_dir=work_dir,
+            chunk_size=chunk_size,
+            overwrite=overwrite,
+            reporter=reporter,
         )
     if as_json or not quiet:
         print_summary(result, as_json=as_json)

@@ -23,10 +23,14 @@ SUFFIX = ".idx"
 MEMBERS_SUFFIX = ".members"
 
 
-def index_path(shard: Path) -> Path:
+def index_name(shard_name: str) -> str:
     """``train-000000.tar`` -> ``train-000000.idx``, the name ``wds2idx`` gives it by default."""
-    shard = Path(shard)
-    return shard.with_name(shard.name.split(".", 1)[0] + SUFFIX)
+    return shard_name.split(".", 1)[0] + SUFFIX
+
+
+def index_path(shard: Path) -> Path:
+    """The index beside the shard at ``shard``."""
+    return Path(shard).with_name(index_name(Path(shard).name))
 
 
 def member_offsets(members: Iterable[tuple[str, int]], start: int = 0) -> Iterator[tuple[str, int, int]]:

@@ -21,6 +21,7 @@ import numpy as np
 from .errors import InputError, UsageError
 
 MANIFEST = "manifest.json"  # the same name as manifest.MANIFEST, kept here to avoid importing the build side
+NOT_FINISHED = f"no {MANIFEST}: not a finished shardgen build (run shardgen build, or let it finish)"
 DECODERS = ("numpy", "torch", "pil", "bytes")
 # The stroke-3 array beside the image in builds made with --with-strokes, as the store holds it.
 STROKES = "strokes.npy"
@@ -124,8 +125,40 @@ def _is_url(dst: str | Path) -> bool:
     return isinstance(dst, str) and "://" in dst
 
 
-def load_manifest(dst: str | Path) -> dict:
-    """The manifest of a finished build, from a folder or a URL (``s3://``, ``https://``, ... via gopen)."""
+def _uses_fsspec(dst: str | Path) -> bool:
+    """URLs webdataset does not open itself with a plain HTTP client (``s3://``, ``gs://``, ...) go through fsspec."""
+    return _is_url(dst) and str(dst).split("://", 1)[0] not in ("http", "https")
+
+
+class FsspecOpener:
+    """A webdataset stage that opens each shard URL through fsspec, read as it streams.
+
+    It takes the place of webdataset's own opener (which shells out to ``curl``/``gsutil`` or
+    knows no ``s3://`` at all), so the build's storage options and the usual credentials
+    environment (``AWS_ENDPOINT_URL``, ...) apply. A class, so it pickles for DataLoader workers.
+    """
+
+    def __init__(self, storage_options: dict | None = None) -> None:
+        self.storage_options = dict(storage_options or {})
+
+    def __call__(self, shards):
+        import fsspec
+
+        for shard in shards:
+            url = shard["url"] if isinstance(shard, dict) else shard
+            yield {"url": url, "stream": fsspec.open(url, "rb", **self.storage_options).open()}
+
+
+def load_manifest(dst: str | Path, storage_options: dict | None = None) -> dict:
+    """The manifest of a finished build, from a folder or a URL (``s3://`` and the like through
+    fsspec, ``https://`` through webdataset's gopen)."""
+    if _uses_fsspec(dst):
+        from .location import Location
+
+        try:
+            return json.loads(Location.of(dst, storage_options).read_bytes(MANIFEST))
+        except FileNotFoundError:
+            raise InputError(NOT_FINISHED, dst) from None
     if _is_url(dst):
         import webdataset as wds
 
@@ -137,9 +170,7 @@ def load_manifest(dst: str | Path) -> dict:
     try:
         return check_manifest(json.loads(path.read_text()), dst)
     except FileNotFoundError:
-        raise InputError(
-            f"no {MANIFEST}: not a finished shardgen build (run shardgen build, or let it finish)", dst
-        ) from None
+        raise InputError(NOT_FINISHED, dst) from None
     except ValueError as error:
         raise InputError(f"{MANIFEST} is not valid JSON ({error})", dst) from None
     except OSError as error:
@@ -231,6 +262,7 @@ def open_dataset(
     split_by_worker: bool = True,
     empty_check: bool = True,
     seed: int | None = None,
+    storage_options: dict | None = None,
 ):
     """A ``webdataset.WebDataset`` over one split of a build, yielding ``(image, label)``.
 
@@ -247,6 +279,7 @@ def open_dataset(
       DataLoader workers, so each sample is seen once per epoch (needs at least as many shards as
       ranks x workers; ``empty_check`` raises if a worker gets none).
     - ``seed``: seed of the shuffles (None: random).
+    - ``storage_options``: passed to fsspec when ``dst`` is a URL such as ``s3://bucket/shards``.
 
     The result is a webdataset pipeline, so more stages can be chained (``.map_tuple``,
     ``.batched``, ``.with_epoch``...).
@@ -255,7 +288,7 @@ def open_dataset(
 
     if shuffle < 0:
         raise UsageError(f"shuffle buffer must be zero or positive, got {shuffle}")
-    manifest = load_manifest(dst)
+    manifest = load_manifest(dst, storage_options)
     urls = shard_urls(dst, split, manifest)
     check_strokes(dst, manifest, strokes)
     decoder = SampleDecoder(decode, metadata, render_channels(manifest), strokes)
@@ -269,6 +302,11 @@ def open_dataset(
         empty_check=empty_check,
         seed=seed,
     )
+    if _uses_fsspec(dst):
+        opener = FsspecOpener(storage_options)
+        dataset.pipeline = [
+            opener if isinstance(stage, wds.cache.StreamingOpen) else stage for stage in dataset.pipeline
+        ]
     if shuffle:
         dataset = dataset.shuffle(shuffle, seed=seed)
     return dataset.map(decoder)

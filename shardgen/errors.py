@@ -15,7 +15,9 @@ class ShardgenError(Exception):
     exit_code = 1
 
     def __init__(self, message: str, path: Path | str | None = None) -> None:
-        self.path = Path(path) if path is not None else None
+        # A URL (s3://bucket/key) stays a string: Path() would fold its "//".
+        is_url = isinstance(path, str) and "://" in path
+        self.path: Path | str | None = path if path is None or is_url else Path(path)
         self.message = message
         super().__init__(f"{self.path}: {message}" if self.path is not None else message)
 

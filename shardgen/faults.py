@@ -15,7 +15,9 @@ which inherit the environment). It holds ``;``-separated specs, each ``kind`` or
   file named by ``marker=PATH`` (or ``SHARDGEN_FAULT_MARKER``) and hang until killed. POINT is
   ``ingest`` (worker, arrays of a class written but not its record), ``append`` (parent, a chunk's
   fragment is in, its shard not yet sealed), ``rename`` (worker, a shard fsynced under
-  ``.partial``, not yet renamed) or ``journal`` (parent, a shard renamed, not yet in the journal).
+  ``.partial``, not yet renamed), ``upload`` (worker, DST a URL: a shard sealed in the work
+  folder, not yet uploaded) or ``journal`` (parent, a shard renamed or uploaded, not yet in the
+  journal).
 
 The hooks observe: they never change what runs when. Only the process at a ``stop`` point
 halts; the rest of the build goes on until the test kills it.
@@ -32,7 +34,7 @@ import time
 from pathlib import Path
 
 KINDS = ("worker-exit", "sleep-per-chunk", "enospc", "readonly", "stop")
-POINTS = ("ingest", "append", "rename", "journal")
+POINTS = ("ingest", "append", "rename", "upload", "journal")
 
 
 def parse(text: str | None) -> dict[str, dict[str, str]]:

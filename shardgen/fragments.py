@@ -17,6 +17,7 @@ import hashlib
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import BinaryIO
 
 from . import dali, faults, tar
 from .atomic import fsync_dir, temp_path
@@ -71,8 +72,15 @@ def seal_shard(
     records for a shard (``md5sum``); computing it here costs no extra pass over the bytes. With
     ``dali_index``, the shard's ``.idx`` is written from the member lists of its fragments and where
     each fragment starts in the shard: no read of the shard.
+
+    Idempotent: Dask reruns a task whose worker died, possibly after that run had renamed the
+    shard and removed some fragments. A fragment is removed only once its shard is in place, so
+    then the shard is complete and is only hashed again.
     """
     path = Path(path)
+    if path.exists() and not all(Path(fragment).exists() for fragment in fragments):
+        with open(path, "rb") as f:
+            return stream_digests(f)
     partial = partial_path(path)
     sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
     size = 0
@@ -109,4 +117,15 @@ def seal_shard(
         for leftover in (fragment, dali.members_path(fragment)):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(leftover)
+    return size, sha.hexdigest(), md5.hexdigest()
+
+
+def stream_digests(stream: BinaryIO) -> tuple[int, str, str]:
+    """Size, sha256 and md5 of what ``stream`` holds, read in blocks."""
+    sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+    size = 0
+    while block := stream.read(_BUFFER):
+        sha.update(block)
+        md5.update(block)
+        size += len(block)
     return size, sha.hexdigest(), md5.hexdigest()

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import __version__, atomic, card
+from . import __version__, card
+from .location import Location
 from .write import ShardRecord
 
 MANIFEST = "manifest.json"
@@ -57,12 +58,19 @@ def build_manifest(
     }
 
 
-def write_index(dst: Path, manifest: dict, splits: dict[str, list[ShardRecord]]) -> None:
-    """Write the wids indexes and the card first and the manifest last: a manifest means the build is done."""
+def write_index(dst: Location, manifest: dict, splits: dict[str, list[ShardRecord]]) -> None:
+    """Write the wids indexes and the card first and the manifest last: a manifest means the build is done.
+
+    Each is written atomically: a temp file and a rename locally, one PUT on object storage.
+    """
     for split, shards in splits.items():
-        atomic.write_json(Path(dst) / f"{split}.wids.json", wids_index(split, shards))
-    atomic.write_bytes(Path(dst) / card.CARD, card.dataset_card(manifest).encode())
-    atomic.write_json(Path(dst) / MANIFEST, manifest)
+        dst.write_atomic(f"{split}.wids.json", _json_bytes(wids_index(split, shards)))
+    dst.write_atomic(card.CARD, card.dataset_card(manifest).encode())
+    dst.write_atomic(MANIFEST, _json_bytes(manifest))
+
+
+def _json_bytes(obj: dict) -> bytes:
+    return (json.dumps(obj, indent=2) + "\n").encode()
 
 
 def read_manifest(dst: Path) -> dict:

@@ -23,13 +23,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import atomic, card, dali, faults, manifest
+from .cluster import DaskExecutor, connect
 from .errors import InputError, Interrupted, OptionsChangedError, OutputError, UsageError, WorkerError
 from .executor import StopOnSignals, new_pool, stop_pool, submit_task
 from .formats import is_drawing_file
 from .formats.ingest import check_sources, check_timed, drawing_task, filtered_counts, ingest_drawings
 from .formats.select import DrawingOptions
 from .fragments import PARTIAL_SUFFIX, PARTS_DIR, fragment_path, partial_path, seal_shard
+from .location import Location, is_storage_error, is_url, storage_error
 from .mainguard import check_main_guard
+from .objectstore import SEALED_DIR, RecordJournal, default_work_dir, reusable, seal_and_upload
 from .plan import Shard, SplitPlan, plan_path, plan_split
 from .read import SPLITS, SourceFile, discover
 from .render import RenderOptions, dot_radius, opencv_thickness
@@ -40,6 +43,7 @@ from .write import Journal, ShardRecord, file_digest, output_error
 STATE_DIR = ".shardgen"
 BUILD_FILE = "build.json"
 ON_ERROR = ("skip-sketches", "skip", "fail")
+SHARED = "every worker needs it at the same path, on a shared filesystem"
 CHUNK_BYTES = 32 << 20  # the most output one chunk task writes (see chunk_samples)
 CHUNK_SAMPLES = (256, 4096)  # the default chunk size's range
 CHUNKS_PER_WORKER = 8
@@ -128,12 +132,15 @@ class BuildResult:
 
 
 def build(
-    src: Path,
-    dst: Path,
+    src: Path | str,
+    dst: Path | str,
     options: BuildOptions = BuildOptions(),
     *,
     procs: int | None = None,
     executor: Executor | None = None,
+    scheduler: str | None = None,
+    storage_options: dict | None = None,
+    work_dir: Path | str | None = None,
     chunk_size: int | None = None,
     overwrite: bool = False,
     reporter: Reporter | None = None,
@@ -142,7 +149,11 @@ def build(
 
     ``executor`` may be any ``concurrent.futures.Executor`` whose workers can import shardgen and
     read ``dst``; by default a process pool of ``procs`` workers (all cores) is created, and if one
-    of its workers dies the build resumes once in a fresh pool before giving up.
+    of its workers dies the build resumes once in a fresh pool before giving up. ``scheduler``
+    (``tcp://host:8786``) runs the tasks on that Dask cluster instead (see :mod:`shardgen.cluster`).
+    ``src`` and ``dst`` may be fsspec URLs (``s3://bucket/npz``), reached with ``storage_options``;
+    with ``dst`` a URL, the packed store, plan and chunk fragments go to ``work_dir`` (a shared
+    filesystem for a cluster; by default a folder under the system's temp dir named after DST).
 
     SIGINT and SIGTERM (in the main thread) stop the build cleanly: pending chunks are cancelled,
     the shard being written is discarded, completed shards stay, and :class:`Interrupted` is raised.
@@ -150,15 +161,38 @@ def build(
     options.check()
     if chunk_size is not None and chunk_size < 1:
         raise UsageError(f"chunk size must be at least 1, got {chunk_size}")
+    if scheduler is not None:
+        if executor is not None:
+            raise UsageError("pass either an executor or a Dask scheduler address, not both")
+        dask = connect(scheduler)
+        try:  # workers resolve relative paths against their own folder: give them absolute ones
+            return build(
+                *(target if is_url(target) else Path(target).absolute() for target in (src, dst)),
+                options,
+                procs=procs or dask.threads,
+                executor=dask,
+                storage_options=storage_options,
+                work_dir=Path(work_dir).absolute() if work_dir else None,
+                chunk_size=chunk_size,
+                overwrite=overwrite,
+                reporter=reporter,
+            )
+        finally:
+            dask.shutdown(cancel_futures=True)
     if executor is None:
         check_main_guard()  # before DST is touched: an unguarded script would re-run this in every worker
     procs = procs or os.cpu_count() or 1
     reporter = reporter or Reporter()
-    src, dst = Path(src), Path(dst)
-    sources = discover(src)
+    sources = discover(src if is_url(src) else Path(src), storage_options)
+    output = Location.of(dst, storage_options)
+    state = output.path(STATE_DIR) if output.is_local else Path(work_dir or default_work_dir(output.root))
     check_sources(sources, options.drawings, options.render.color)
     with StopOnSignals() as signals:
-        state = prepare_output(dst, sources, options, overwrite)
+        prepare_output(output, state, sources, options, overwrite)
+        if isinstance(executor, DaskExecutor):
+            executor.check_reach(Location.of(state), SHARED if output.is_local else SHARED + " (pass --work-dir)")
+            if not output.is_local:
+                executor.check_reach(output.child(STATE_DIR), "every worker needs DST's credentials and endpoint")
         started = time.perf_counter()
         tally = _Tally()
         attempts = 1 if executor is not None else 2
@@ -166,7 +200,7 @@ def build(
             pool = executor or new_pool(procs)
             failed, broken = True, False
             try:
-                work = _build(sources, dst, state, options, pool, 2 * procs, chunk_size, reporter, tally)
+                work = _build(sources, output, state, options, pool, 2 * procs, chunk_size, reporter, tally)
                 result = _run_to_completion(signals.run(work))
                 if result is None:
                     raise Interrupted(signals.received or signal.SIGINT)
@@ -191,7 +225,7 @@ def build(
                 if failed:
                     # Cancelled file operations finish in threads after their coroutine gave up;
                     # the loop has joined those threads now, so no partial shard can reappear.
-                    for partial in dst.glob("*.tar" + PARTIAL_SUFFIX):
+                    for partial in shard_folder(output, state).glob("*.tar" + PARTIAL_SUFFIX):
                         with contextlib.suppress(OSError):
                             partial.unlink()
                     shutil.rmtree(state / PARTS_DIR, ignore_errors=True)
@@ -220,45 +254,41 @@ def _run_to_completion(coroutine):
 
 def fingerprint(sources: list[SourceFile]) -> list[dict]:
     """Identify the inputs cheaply (name, size, mtime), as make and rsync do."""
-    out = []
-    for source in sources:
-        # lstat for a dangling symlink: reading it fails later with an error naming it
-        stat = source.path.stat() if source.path.exists() else source.path.lstat()
-        out.append({"file": source.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns})
-    return out
+    return [{"file": source.name, **source.folder.identity(source.name)} for source in sources]
 
 
-def prepare_output(dst: Path, sources: list[SourceFile], options: BuildOptions, overwrite: bool) -> Path:
-    """Check DST, refuse a rerun with other inputs or options, and record this build's identity.
-
-    Returns the state folder (``DST/.shardgen``).
-    """
-    if dst.exists() and not dst.is_dir():
-        raise UsageError("output must be a folder, but a file exists there", dst)
-    state = dst / STATE_DIR
+def prepare_output(output: Location, state: Path, sources: list[SourceFile], options: BuildOptions, overwrite: bool):
+    """Check DST, refuse a rerun with other inputs or options, and record this build's identity
+    (in ``DST/.shardgen``); make the local state folder ``state``."""
+    records = output.child(STATE_DIR)
     identity = {"inputs": fingerprint(sources), "options": options.to_dict()}
-    previous = _read_json(state / BUILD_FILE)
-    if overwrite:
-        clean_output(dst)
-    elif previous is not None and comparable_identity(previous) != comparable_identity(identity):
-        raise OptionsChangedError(
-            f"holds a build with other {describe_difference(previous, identity)}; "
-            "rerun with --overwrite to replace it, or choose another output folder",
-            dst,
-        )
-    elif previous is None and dst.exists() and any(p.name != STATE_DIR for p in dst.iterdir()):
-        # (a state folder alone is a first build that stopped before recording its identity)
-        raise UsageError(
-            "output folder is not empty and holds no shardgen build; choose an empty folder or pass --overwrite",
-            dst,
-        )
     try:
+        if output.is_file():
+            raise UsageError("output must be a folder, but a file exists there", output.root)
+        previous = _read_json(records, BUILD_FILE)
+        if overwrite:
+            clean_output(output, state)
+        elif previous is not None and comparable_identity(previous) != comparable_identity(identity):
+            raise OptionsChangedError(
+                f"holds a build with other {describe_difference(previous, identity)}; "
+                "rerun with --overwrite to replace it, or choose another output folder",
+                output.root,
+            )
+        elif previous is None and any(name != STATE_DIR for name in output.list(files_only=False)):
+            # (a state folder alone is a first build that stopped before recording its identity)
+            raise UsageError(
+                "output folder is not empty and holds no shardgen build; choose an empty folder or pass --overwrite",
+                output.root,
+            )
         os.makedirs(state / "store", exist_ok=True)
-        atomic.write_json(state / BUILD_FILE, identity)
-        remove_leftovers(dst)
-    except OSError as error:
-        raise output_error(error, state) from None
-    return state
+        records.write_atomic(BUILD_FILE, (json.dumps(identity, indent=2) + "\n").encode())
+        remove_leftovers(output, state)
+    except OSError as error:  # local ones name their file; fsspec's do not
+        raise output_error(error, error.filename or (state if output.is_local else output.root)) from None
+    except Exception as error:  # botocore's failures are not OSErrors
+        if not is_storage_error(error):
+            raise
+        raise storage_error(error, output.root, "write the output") from None
 
 
 def comparable_identity(identity: dict) -> dict:
@@ -279,23 +309,32 @@ def comparable_identity(identity: dict) -> dict:
     return {**identity, "options": options}
 
 
-def remove_leftovers(dst: Path) -> None:
-    """Delete what an interrupted build may leave: ``*.tar.partial``, ``.NAME.tmp`` and fragment files.
+def shard_folder(output: Location, state: Path) -> Path:
+    """Where shards are sealed: in DST itself, or, for a URL, in the work folder before their upload."""
+    return output.path() if output.is_local else state / SEALED_DIR
+
+
+def remove_leftovers(output: Location, state: Path) -> None:
+    """Delete what an interrupted build may leave: ``*.tar.partial``, ``.NAME.tmp`` and fragment
+    files, and shards sealed for upload but never uploaded.
 
     Only names shardgen itself writes are touched; a resumed build rewrites what they stood for.
     """
-    state = dst / STATE_DIR
     shutil.rmtree(state / PARTS_DIR, ignore_errors=True)
-    for path in dst.glob("*.tar" + PARTIAL_SUFFIX):
+    shards = shard_folder(output, state)
+    if not output.is_local:
+        shutil.rmtree(shards, ignore_errors=True)
+        os.makedirs(shards)
+    for path in shards.glob("*.tar" + PARTIAL_SUFFIX):
         path.unlink()
-    for folder in (dst, state, state / "store", *(state / "store" / split for split in SPLITS)):
+    for folder in (shards, state, state / "store", *(state / "store" / split for split in SPLITS)):
         for path in folder.glob(".*.tmp"):
             path.unlink()
 
 
-def _read_json(path: Path) -> dict | None:
+def _read_json(folder: Location, name: str) -> dict | None:
     try:
-        return json.loads(path.read_text())
+        return json.loads(folder.read_bytes(name))
     except (OSError, ValueError):
         return None
 
@@ -325,23 +364,20 @@ def _flatten(options: dict, prefix: str = "") -> dict:
     return flat
 
 
-def clean_output(dst: Path) -> None:
-    """Remove what a shardgen build writes in ``dst`` (shards, indexes, card, state), nothing else."""
-    if not dst.is_dir():
-        return
-    for path in dst.iterdir():
-        name = path.name
-        if name == STATE_DIR:
-            shutil.rmtree(path)
-        elif (
-            name.endswith((".tar", ".tar" + PARTIAL_SUFFIX, ".wids.json", ".idx"))
+def clean_output(output: Location, state: Path) -> None:
+    """Remove what a shardgen build writes in DST (shards, indexes, card, state) and its work folder, nothing else."""
+    for name in output.list():
+        if (
+            name.endswith((".tar", ".tar" + PARTIAL_SUFFIX, ".wids.json", dali.SUFFIX))
             or name == manifest.MANIFEST
-            or (name == card.CARD and card.written_by_shardgen(path))  # never a README.md of the user's
+            or (name == card.CARD and card.written_by_shardgen(output, name))  # never a README.md of the user's
         ):
-            path.unlink()
+            output.delete(name)
+    output.remove_tree(STATE_DIR)
+    shutil.rmtree(state, ignore_errors=True)
 
 
-async def _build(sources, dst, state, options, executor, inflight, chunk_size, reporter, tally):
+async def _build(sources, output, state, options, executor, inflight, chunk_size, reporter, tally):
     loop = asyncio.get_running_loop()
     records, skipped_files = await _ingest_all(sources, state, options, executor, loop, reporter)
     kept = [(source, record) for source, record in zip(sources, records) if record is not None]
@@ -371,12 +407,12 @@ async def _build(sources, dst, state, options, executor, inflight, chunk_size, r
     except OSError as error:
         raise output_error(error, state) from None
 
-    journal = Journal(state / "journal.jsonl")
-    done = _reusable_shards(dst, plans, journal, options.dali_index)
+    journal = Journal(state / "journal.jsonl") if output.is_local else RecordJournal(output.child(STATE_DIR))
+    done = _reusable_shards(output, plans, journal, options.dali_index)
     reused = sum(name not in tally.sealed for name in done)
     todo = [shard for plan in plans.values() for shard in plan.shards if shard.name not in done]
     reporter.stage("render", sum(shard.count for shard in todo))
-    written = await _render_shards(todo, dst, state, options, executor, loop, inflight, journal, reporter, tally)
+    written = await _render_shards(todo, output, state, options, executor, loop, inflight, journal, reporter, tally)
     done.update({record.file: record for record in written})
 
     by_split = {split: [done[s.name] for s in plan.shards] for split, plan in plans.items()}
@@ -393,9 +429,14 @@ async def _build(sources, dst, state, options, executor, inflight, chunk_size, r
     if options.drawings.filters:
         result_manifest["filtered"] = filtered_counts([record for _, record in kept])
     try:
-        manifest.write_index(dst, result_manifest, by_split)
+        manifest.write_index(output, result_manifest, by_split)
     except OSError as error:
-        raise output_error(error, dst) from None
+        raise output_error(error, output.root) from None
+    except Exception as error:
+        if not is_storage_error(error):
+            raise
+        raise storage_error(error, output.root, "write the manifest") from None
+    dst = output.path() if output.is_local else output.root
     return BuildResult(dst, result_manifest, tally.images, len(tally.sealed), reused, 0.0)
 
 
@@ -488,25 +529,30 @@ async def _gather_or_cancel(coroutines):
 
 
 def _reusable_shards(
-    dst: Path, plans: dict[str, SplitPlan], journal: Journal, dali_index: bool = False
+    output: Location, plans: dict[str, SplitPlan], journal, dali_index: bool = False
 ) -> dict[str, ShardRecord]:
-    """Journaled shards that are still on disk with their recorded size and sha256 (and DALI index)."""
+    """Journaled shards that are still there with their recorded size (and locally, sha256), and
+    their DALI index if the build writes them."""
     expected = {shard.name: shard for plan in plans.values() for shard in plan.shards}
-    reusable = {}
+    found = {}
     for name, record in journal.load().items():
         shard = expected.get(name)
-        path = dst / name
-        if shard is None or record.count != shard.count or not path.is_file():
+        if shard is None or record.count != shard.count:
             continue
-        if dali_index and not dali.index_path(path).is_file():  # deleted since: render the shard again
+        if dali_index and not output.exists(dali.index_name(name)):  # deleted since: render the shard again
             continue
-        if path.stat().st_size == record.bytes and file_digest(path)[1] == record.sha256:
-            reusable[name] = record
-    return reusable
+        if not output.is_local:
+            if reusable(output, record):
+                found[name] = record
+            continue
+        path = output.path(name)
+        if path.is_file() and path.stat().st_size == record.bytes and file_digest(path)[1] == record.sha256:
+            found[name] = record
+    return found
 
 
 async def _render_shards(
-    shards: list[Shard], dst, state, options, executor, loop, inflight, journal, reporter, tally
+    shards: list[Shard], output, state, options, executor, loop, inflight, journal, reporter, tally
 ) -> list[ShardRecord]:
     """Render ``shards`` chunk by chunk into fragments, at most ``inflight`` chunks out at once, and
     have each shard sealed on a worker once its last chunk is in; journal what was sealed."""
@@ -553,11 +599,13 @@ async def _render_shards(
     sealing: list[asyncio.Future] = []
 
     async def seal(shard: Shard, position: int, began: float) -> None:
-        path = dst / shard.name
+        path = shard_folder(output, state) / shard.name
         fragments = [fragment_path(state, shard.name, start) for start, _ in shard.chunks()]
+        # With DST a URL the same worker uploads the sealed shard: only then is its object visible.
+        sealer, upload_to = (seal_shard, ()) if output.is_local else (seal_and_upload, (output,))
         try:
             size, sha256, md5 = await submit_task(
-                loop, executor, seal_shard, fragments, path, position, options.dali_index
+                loop, executor, sealer, fragments, path, position, *upload_to, options.dali_index
             )
         except BrokenProcessPool:
             raise WorkerError(f"a worker process died while sealing {shard.name}") from None

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .errors import InputError, UsageError
+from .location import Location, is_storage_error, is_url, reason
 from .npz import read_npz
 
 SPLITS = ("train", "valid", "test")
@@ -29,19 +30,28 @@ CATEGORY_PREFIXES = r"^(sketchrnn_|full_simplified_|full_raw_|full_binary_)"
 
 @dataclass(frozen=True)
 class SourceFile:
-    """One input file and the category it holds."""
+    """One input file and the category it holds; ``path`` is a local path or an fsspec URL."""
 
-    path: Path
+    path: Path | str
     category: str
+    storage_options: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def name(self) -> str:
-        return self.path.name
+        return self.path.name if isinstance(self.path, Path) else self.path.rsplit("/", 1)[-1]
+
+    @property
+    def folder(self) -> Location:
+        """Where the file lives, to open or fingerprint it (see :mod:`shardgen.location`)."""
+        parent = self.path.parent if isinstance(self.path, Path) else self.path.rsplit("/", 1)[0]
+        return Location.of(parent, self.storage_options)
 
 
-def input_suffix(path: Path) -> str | None:
-    """The name ending that says which reader reads ``path`` (``.npz``, ``.ndjson.gz``, ...), or ``None``."""
-    matches = [suffix for suffix in (*ADAPTERS, *DRAWING_FORMATS) if path.name.endswith(suffix)]
+def input_suffix(path: Path | str) -> str | None:
+    """The name ending that says which reader reads ``path`` (``.npz``, ``.ndjson.gz``, ...), or ``None``;
+    ``path`` may be a URL."""
+    name = path.name if isinstance(path, Path) else str(path).rsplit("/", 1)[-1]
+    matches = [suffix for suffix in (*ADAPTERS, *DRAWING_FORMATS) if name.endswith(suffix)]
     return max(matches, key=len, default=None)
 
 
@@ -54,12 +64,15 @@ def category_name(path: Path) -> str:
     return re.sub(CATEGORY_PREFIXES, "", stem)
 
 
-def discover(src: Path) -> list[SourceFile]:
-    """All input files (``*.npz`` and the QuickDraw formats) directly in ``src``, sorted by category.
+def discover(src: Path | str, storage_options: dict | None = None) -> list[SourceFile]:
+    """All input files (``*.npz`` and the QuickDraw formats) directly in ``src`` (a folder or an
+    fsspec URL), sorted by category.
 
     Entries that are not regular files (a dangling symlink, a FIFO, a folder) are kept: reading
     them fails with an error naming them, so a category is never dropped without a word.
     """
+    if is_url(src):
+        return _discover_url(str(src), storage_options or {})
     src = Path(src)
     if not src.exists():
         raise UsageError("input folder does not exist", src)
@@ -68,6 +81,23 @@ def discover(src: Path) -> list[SourceFile]:
     # Not only regular files: a dangling symlink or a FIFO named like an input fails to read with an
     # error naming it, so a category is never dropped without a word.
     files = sorted(p for p in src.glob("*") if input_suffix(p))
+    return _sources(src, files, {})
+
+
+def _discover_url(src: str, storage_options: dict) -> list[SourceFile]:
+    folder = Location.of(src, storage_options)
+    try:
+        names = folder.list() if folder.is_dir() else None
+    except Exception as error:
+        if not is_storage_error(error):
+            raise
+        raise InputError(f"cannot list the input folder: {reason(error)}", src) from None
+    if names is None:
+        raise UsageError("input folder does not exist (or is a file)", src)
+    return _sources(src, [folder.url(name) for name in names if input_suffix(Path(name))], storage_options)
+
+
+def _sources(src: Path | str, files: list, storage_options: dict) -> list[SourceFile]:
     if not files:
         raise UsageError(
             "no .npz files (nor .ndjson, .ndjson.gz, .bin, .csv) found in the input folder; point SRC at the "
@@ -75,14 +105,17 @@ def discover(src: Path) -> list[SourceFile]:
             src,
         )
     for path in files:
-        if not category_name(path):
+        name = Path(str(path)).name
+        if not category_name(Path(name)):
             raise UsageError(
-                f"{path.name} gives no category name (what is left without sketchrnn_, .full and .npz "
+                f"{name} gives no category name (what is left without sketchrnn_, .full and .npz "
                 "is empty); rename it after its category, e.g. cat.npz",
                 src,
             )
-    sources = sorted((SourceFile(p, category_name(p)) for p in files), key=lambda s: s.category)
-    seen: dict[str, Path] = {}
+    sources = sorted(
+        (SourceFile(p, category_name(Path(str(p))), storage_options) for p in files), key=lambda s: s.category
+    )
+    seen: dict[str, SourceFile] = {}
     for source in sources:
         if source.category in seen:
             raise UsageError(
@@ -90,7 +123,7 @@ def discover(src: Path) -> list[SourceFile]:
                 f"{source.category!r}; keep one of them",
                 src,
             )
-        seen[source.category] = source.path
+        seen[source.category] = source
     return sources
 
 

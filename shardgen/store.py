@@ -90,11 +90,12 @@ def _ingest(task: IngestTask) -> ClassRecord:
     existing = load_record(task.store_dir, task.class_index)
     if existing is not None and existing.fingerprint == task.fingerprint and _store_intact(task, existing):
         return existing
-    path = task.source.path
-    adapter = ADAPTERS.get(path.suffix)
+    suffix = Path(task.source.name).suffix
+    adapter = ADAPTERS.get(suffix)
     if adapter is None:
-        raise InputError(f"no reader for {path.suffix} files", path)
-    by_split = adapter(path, task.splits)
+        raise InputError(f"no reader for {suffix} files", task.source.path)
+    with task.source.folder.local_copy(task.source.name) as path:  # a URL is streamed to a temp file
+        by_split = adapter(path, task.splits)
     record = ClassRecord(task.source.category, task.source.name, task.fingerprint)
     for split in task.splits:
         sketches = by_split.get(split)

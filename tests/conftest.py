@@ -41,3 +41,22 @@ def reference_build(sample_src, tmp_path_factory) -> Path:
     result = run_cli("build", sample_src, dst, *BUILD_ARGS)
     assert result.returncode == 0, result.stderr
     return dst
+
+
+@pytest.fixture(scope="session")
+def dask_cluster(tmp_path_factory, moto):
+    """A real ``dask scheduler`` and two ``dask worker --nworkers 1 --nthreads 1`` on 127.0.0.1,
+    whose AWS_* environment points at the ``moto`` S3 server."""
+    from tests.servers import dask_cluster
+
+    with dask_cluster(tmp_path_factory.mktemp("dask"), env=moto.env) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def moto(tmp_path_factory):
+    """moto's S3 server on a free port of 127.0.0.1; tests use buckets of their own."""
+    from tests.servers import moto_server
+
+    with moto_server(tmp_path_factory.mktemp("moto")) as server:
+        yield server

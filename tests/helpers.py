@@ -55,6 +55,11 @@ def shard_bytes(dst: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(Path(dst).glob("*.tar"))}
 
 
+def published_files(dst: Path) -> dict[str, bytes]:
+    """Every file a build publishes in DST (shards, manifest, wids indexes), by name."""
+    return {p.name: p.read_bytes() for p in sorted(Path(dst).iterdir()) if p.is_file()}
+
+
 def object_array(items: list) -> np.ndarray:
     array = np.empty(len(items), dtype=object)
     array[:] = items

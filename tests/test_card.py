@@ -8,6 +8,7 @@ import shutil
 import pytest
 
 from shardgen.card import CARD, command, dataset_card, metadata
+from shardgen.location import Location
 from shardgen.pipeline import BuildOptions, build, clean_output
 from shardgen.render import RenderOptions
 from shardgen.sample import write_samples
@@ -124,8 +125,8 @@ def test_overwrite_removes_our_card_but_not_a_users_readme(small_build, tmp_path
     theirs.mkdir()
     shutil.copy(small_build / CARD, ours / CARD)
     (theirs / CARD).write_text("# my notes\n")
-    clean_output(ours)
-    clean_output(theirs)
+    for folder in (ours, theirs):
+        clean_output(Location.of(folder), tmp_path / "no-work-folder")
     assert not (ours / CARD).exists()
     assert (theirs / CARD).read_text() == "# my notes\n"
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from shardgen import tar
-from shardgen.dali import index_path, index_text, member_offsets
+from shardgen.dali import index_name, index_path, index_text, member_offsets
 from shardgen.pipeline import BuildOptions, build
 from shardgen.render import RenderOptions
 from shardgen.sample import write_samples
-from tests.helpers import run_cli
+from tests.helpers import BUILD_ARGS, run_cli
 
 # The line format DALI's reader parses (webdataset_loader.cc, ParseIndexFile): "v1.2 SAMPLES", then
 # per sample "EXT OFFSET SIZE NAME" for each member, single spaces, one sample a line.
@@ -140,3 +140,19 @@ def test_cli_option_writes_the_indexes(dali_src, tmp_path):
     shards = shard_paths(tmp_path / "out")
     assert shards and all(index_path(shard).read_text() == wds2idx(shard) for shard in shards)
     assert "--dali-index" in (tmp_path / "out" / "README.md").read_text()
+
+
+@pytest.mark.slow
+def test_s3_build_uploads_each_index_beside_its_shard(sample_src, moto, tmp_path):
+    """With DST on object storage, every shard object has its .idx object, as wds2idx would write it."""
+    moto.upload(sample_src, "s3://dali-index/npz")
+    args = ("build", "s3://dali-index/npz", "s3://dali-index/shards", *BUILD_ARGS, "--work-dir", tmp_path / "work")
+    result = run_cli(*args, "--dali-index", env=moto.env)
+    assert result.returncode == 0, result.stderr
+    objects = moto.objects("dali-index/shards")
+    shards = [name for name in objects if name.endswith(".tar")]
+    assert shards and sorted(name for name in objects if name.endswith(".idx")) == sorted(map(index_name, shards))
+    for name in shards:
+        (tmp_path / name).write_bytes(objects[name])
+        assert objects[index_name(name)].decode() == wds2idx(tmp_path / name), name
+    assert not list((tmp_path / "work").rglob("*.idx"))  # uploaded, not left behind

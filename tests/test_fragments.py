@@ -47,6 +47,18 @@ def test_seal_joins_fragments_in_order_and_returns_size_sha256_md5(tmp_path):
     assert not any(f.exists() for f in fragments) and not partial_path(tmp_path / "s.tar").exists()
 
 
+def test_seal_rerun_after_the_shard_is_in_place_only_hashes_it(tmp_path):
+    """A seal rerun (Dask, after its worker died) that finds the shard sealed returns the same digests."""
+    fragments = [fragment_path(tmp_path, "s.tar", start) for start in (0, 2)]
+    fragments[0].parent.mkdir()
+    write_fragment(fragments[0], iter(MEMBERS[:2]))
+    write_fragment(fragments[1], iter(MEMBERS[2:]))
+    first = seal_shard(fragments, tmp_path / "s.tar")
+    data = (tmp_path / "s.tar").read_bytes()
+    assert seal_shard(fragments, tmp_path / "s.tar") == first
+    assert (tmp_path / "s.tar").read_bytes() == data
+
+
 def test_seal_with_a_missing_fragment_leaves_no_shard_and_no_partial(tmp_path):
     """A seal that cannot read a fragment fails without a shard under its final or partial name."""
     fragment = tmp_path / "s.tar.0"

@@ -60,7 +60,8 @@ def check_sources(sources: Sequence[SourceFile], options: DrawingOptions, color:
                 "a .npz has its own splits and no metadata",
                 source.path,
             )
-        if color == "time" and not _first_drawing_timed(source.path):
+        # (a URL is not read twice for this: check_timed refuses it after ingest instead)
+        if color == "time" and isinstance(source.path, Path) and not _first_drawing_timed(source.path):
             raise UsageError(_NO_TIMING, source.path)
 
 
@@ -159,7 +160,12 @@ def pack_drawings(task: DrawingIngestTask, record: DrawingRecord, packers: dict)
 
     Raises ``InputError`` for a file that holds no valid drawing at all.
     """
-    path, options, limit = task.source.path, task.drawings, task.limit
+    with task.source.folder.local_copy(task.source.name) as path:  # a URL is streamed to a temp file
+        _pack(task, path, record, packers)
+
+
+def _pack(task: DrawingIngestTask, path: Path, record: DrawingRecord, packers: dict) -> None:
+    options, limit = task.drawings, task.limit
     record.filtered = {"not_recognized": 0, "country": 0} if options.filters else {}
     found = 0
     for item in _read(path):
