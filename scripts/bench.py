@@ -11,6 +11,10 @@ same render settings (``RenderOptions(size=...)``: PNG, antialiased, line width 
             timed end to end (start-up, loading the .npz files, rendering, writing)
   shardgen  ``python -m shardgen build SRC DST --procs N``, timed end to end (start-up, ingest,
             rendering, writing, index)
+  encoders  the bound with each PNG encoder (shardgen's ISA-L writer, the OpenCV encoder it
+            replaced, a script's ``cv2.imencode(".png", img)`` at OpenCV's defaults), ``shardgen
+            build`` with the old and the new one (the hidden, bench-only ``--png-encoder``), and
+            the per-image cost and size of each encoder in one process
 
 Each is run as a child process and watched by a sampler thread that reads /proc every 50 ms:
 CPU seconds (utime + stime) of the child and of every descendant (last value seen before it
@@ -168,32 +172,31 @@ def load_sketches(src: Path) -> list[tuple[str, int, dict, object]]:
     return out
 
 
-def _render_slice(sketches, options, conn) -> None:
+def _render_slice(sketches, options, conn, encode=None) -> None:
     import cv2
 
     from shardgen.render import encode_image, render_sketch
 
     cv2.setNumThreads(1)
+    encode = encode or encode_image
     total = 0
     for _split, _cls, _meta, strokes in sketches:
-        total += len(encode_image(render_sketch(strokes, options), options))
+        total += len(encode(render_sketch(strokes, options), options))
     conn.send(total)
 
 
-def child_bound(src: str, procs: int, size: int) -> None:
+def child_bound(src: str, procs: int, size: int, encoder: str = "isal") -> None:
     """Render+encode only: fork one process per core over an even split, time fork to join."""
     import multiprocessing as mp
 
-    from shardgen.render import RenderOptions
-
-    options = RenderOptions(size=size)
+    options, encode = bound_encoder(encoder, size)
     sketches = load_sketches(Path(src))
     ctx = mp.get_context("fork")  # the slices are inherited, not sent: no IPC of sketches
     started = time.perf_counter()
     pipes, workers = [], []
     for rank in range(procs):
         recv, send = ctx.Pipe(duplex=False)
-        worker = ctx.Process(target=_render_slice, args=(sketches[rank::procs], options, send))
+        worker = ctx.Process(target=_render_slice, args=(sketches[rank::procs], options, send, encode))
         worker.start()
         pipes.append(recv)
         workers.append(worker)
@@ -202,6 +205,30 @@ def child_bound(src: str, procs: int, size: int) -> None:
         worker.join()
     seconds = time.perf_counter() - started
     print(json.dumps({"images": len(sketches), "seconds": seconds, "payload": payload}))
+
+
+# The bound's PNG encoders: shardgen's own (ISA-L, the default), the OpenCV encoder shardgen used
+# before it (libpng + zlib: no filter, Z_RLE, level 1), and what a user's script calls.
+BOUND_ENCODERS = {
+    "isal": "encode_image, isal (now)",
+    "opencv": "encode_image, opencv (before)",
+    "cv2-defaults": "cv2.imencode('.png') defaults",
+}
+
+
+def _user_imencode(image, _options) -> bytes:
+    """What a user's script writes: ``cv2.imencode(".png", img)`` at OpenCV's defaults."""
+    import cv2
+
+    return cv2.imencode(".png", image)[1].tobytes()
+
+
+def bound_encoder(encoder: str, size: int):
+    """(RenderOptions, encode function or None for ``encode_image``) of a ``BOUND_ENCODERS`` entry."""
+    from shardgen.render import RenderOptions
+
+    options = RenderOptions(size=size, png_encoder="opencv" if encoder == "opencv" else "isal")
+    return options, _user_imencode if encoder == "cv2-defaults" else None
 
 
 _OPTIONS = None
@@ -475,6 +502,94 @@ def bench_cluster(src: Path, args, work: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# PNG encoders: shardgen's own (ISA-L) against the OpenCV encoder it replaced and a user's defaults
+
+
+def bench_encode_image(src: Path, args) -> None:
+    """Per-image encode time and size in one process, interleaved: ISA-L, OpenCV as before, cv2 defaults."""
+    import cv2
+    import numpy as np
+
+    from shardgen.render import encode_image, render_sketch
+
+    cv2.setNumThreads(1)
+    sketches = load_sketches(src)
+    sketches = sketches[:: max(1, len(sketches) // args.encode_sketches)][: args.encode_sketches]
+    options = bound_encoder("isal", args.size)[0]
+    images = [render_sketch(strokes, options) for _split, _cls, _meta, strokes in sketches]
+    variants = {name: bound_encoder(name, args.size) for name in BOUND_ENCODERS}
+    micros: dict[str, list[float]] = {name: [] for name in ["render_sketch", *variants]}
+    for _ in range(args.encode_reps):
+        started = time.perf_counter()
+        for _split, _cls, _meta, strokes in sketches:
+            render_sketch(strokes, options)
+        micros["render_sketch"].append((time.perf_counter() - started) * 1e6 / len(images))
+        for name, (variant_options, encode) in variants.items():
+            encode = encode or encode_image
+            started = time.perf_counter()
+            for image in images:
+                encode(image, variant_options)
+            micros[name].append((time.perf_counter() - started) * 1e6 / len(images))
+    sizes = {
+        name: float(np.mean([len((encode or encode_image)(image, opts)) for image in images]))
+        for name, (opts, encode) in variants.items()
+    }
+    print(f"\n== PNG encoding, one process: {len(images):,} sketches of {src} at {args.size} px, antialiased")
+    print(f"   (median of {args.encode_reps} interleaved passes; {load()})")
+    print(f"  {'':32s} {'us/image':>9s} {'range':>13s} {'bytes/image':>12s}")
+    for name, values in micros.items():
+        label, size = BOUND_ENCODERS.get(name, name), f"{sizes[name]:12,.0f}" if name in sizes else ""
+        print(f"  {label:32s} {median(values):9.1f} {min(values):6.1f}-{max(values):<6.1f} {size}")
+    now, before, defaults = (median(micros[name]) for name in ("isal", "opencv", "cv2-defaults"))
+    print(f"  isal / cv2 defaults = {now / defaults:.2f}   (target <= 0.5)")
+    print(f"  isal / opencv before = {now / before:.2f}   (target <= 0.45)")
+    print(f"  bytes isal / opencv before = {sizes['isal'] / sizes['opencv']:.4f}   (target <= 1)")
+
+
+def bench_encoders(src: Path, args, work: Path) -> None:
+    """The bound with each PNG encoder and ``shardgen build`` with each, interleaved in one run.
+
+    Besides images/s it reports CPU seconds of the whole process tree per 1,000 images, which other
+    load on the machine disturbs much less than wall time.
+    """
+    py, me = sys.executable, str(Path(__file__).resolve())
+    runs = [("bound", encoder) for encoder in BOUND_ENCODERS] + [("build", "opencv"), ("build", "isal")]
+    rates: dict[tuple[str, str], list[float]] = {run: [] for run in runs}
+    cpu: dict[tuple[str, str], list[float]] = {run: [] for run in runs}
+    for rep in range(args.reps):
+        for kind, encoder in runs:
+            if kind == "bound":
+                run = run_watched([py, me, "_bound", str(src), str(args.procs), str(args.size), encoder])
+                result = json.loads(run["stdout"])
+                images, seconds = result["images"], result["seconds"]
+            else:
+                out = work / f"shardgen-{encoder}"
+                shutil.rmtree(out, ignore_errors=True)
+                cmd = [py, "-m", "shardgen", "build", str(src), str(out), "--procs", str(args.procs)]
+                cmd += ["--size", str(args.size), "--no-progress", "--png-encoder", encoder]
+                run = run_watched(cmd)
+                seconds = run["wall"]
+            rates[kind, encoder].append(images / seconds)
+            cpu[kind, encoder].append(sum(run["cpu"].values()) * 1000 / images)
+        print(f"  encoders rep {rep + 1}/{args.reps} done  ({load()})", flush=True)
+    print(f"\n== PNG encoders end to end on {src}: {images:,} images, --procs {args.procs}, median of {args.reps}")
+    print(f"  {'':46s} {'images/s':>10s} {'range':>15s} {'CPU s/1k img':>13s}")
+    for (kind, encoder), values in rates.items():
+        label = f"{'bound' if kind == 'bound' else 'shardgen build'}, {BOUND_ENCODERS[encoder]}"
+        print(f"  {label:46s} {median(values):10,.0f} {spread(values):>15s} {median(cpu[kind, encoder]):13.3f}")
+    rate = {run: median(values) for run, values in rates.items()}
+    work_per_image = {run: median(values) for run, values in cpu.items()}
+
+    def gain(kind: str, slow: str) -> str:
+        by_cpu = work_per_image[kind, slow] / work_per_image[kind, "isal"]
+        return f"{rate[kind, 'isal'] / rate[kind, slow]:.2f} (CPU time: {by_cpu:.2f})"
+
+    print(f"  build isal / opencv = {gain('build', 'opencv')}   (target >= 1.3)")
+    print(f"  bound isal / opencv = {gain('bound', 'opencv')}")
+    print(f"  bound isal / a script's cv2.imencode defaults = {gain('bound', 'cv2-defaults')}")
+
+
+# ---------------------------------------------------------------------------------------------
 # The ceiling: what the pipeline around render+encode costs (issue 10)
 
 
@@ -659,6 +774,10 @@ def main() -> None:
     )
     parser.add_argument("--memory-size", type=int, default=32, help="image size of the memory runs")
     parser.add_argument("--no-sample", action="store_true", help="bench only the given input folders")
+    parser.add_argument("--no-encoders", action="store_true", help="skip the PNG encoder comparisons")
+    parser.add_argument("--encoders-only", action="store_true", help="run only the PNG encoder comparisons")
+    parser.add_argument("--encode-sketches", type=int, default=3000, help="sketches of the per-image encode timing")
+    parser.add_argument("--encode-reps", type=int, default=5, help="passes of the per-image encode timing")
     parser.add_argument("--ceiling", action="store_true", help="also measure the ceiling and parent CPU per image")
     parser.add_argument("--ceiling-sketches", type=int, default=90_000, help="sketches of the ceiling runs")
     parser.add_argument("--ceiling-bytes", type=int, default=4096, help="the constant image's size in bytes")
@@ -709,10 +828,14 @@ def main() -> None:
         print(f"\nat end: {load()}")
         return
     for src in [*inputs, *args.inputs]:
-        bench_input(src, args, work / src.name)
-    if args.memory_sketches:
+        if not args.encoders_only:
+            bench_input(src, args, work / src.name)
+        if not args.no_encoders:
+            bench_encode_image(src, args)
+            bench_encoders(src, args, work / src.name)
+    if args.memory_sketches and not args.encoders_only:
         bench_memory(args, work)
-    if args.large_sketches:
+    if args.large_sketches and not args.encoders_only:
         bench_large_images(args, work)
     if args.ceiling:
         bench_ceiling(args, work)
@@ -723,7 +846,7 @@ def main() -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "_bound":
-        child_bound(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+        child_bound(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), *sys.argv[5:6])
     elif len(sys.argv) > 1 and sys.argv[1] == "_ceiling":
         child_ceiling(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6])
     elif len(sys.argv) > 1 and sys.argv[1] == "_formats_ingest":

@@ -46,6 +46,8 @@ BOOL_FLAGS = {
     "dali_index": ("--dali-index", None),
     "recognized_only": ("--recognized-only", None),
 }
+# Recorded options that are no choice of the user's: the PNG encoder's version (for a build's identity).
+NOT_FLAGS = ("png_encoder",)
 
 
 def written_by_shardgen(folder: Location, name: str = CARD) -> bool:
@@ -145,6 +147,8 @@ def command(options: dict) -> str:
     for name, value in options.items():  # render and drawings options are flags like the others
         flat.update(value if isinstance(value, dict) else {name: value})
     for name, value in flat.items():
+        if name in NOT_FLAGS:
+            continue
         if name in BOOL_FLAGS:
             flag = BOOL_FLAGS[name][0 if value else 1]
             words += [flag] if flag else []

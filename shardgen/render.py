@@ -17,15 +17,20 @@ from functools import cached_property, lru_cache
 import cv2
 import numpy as np
 
+from . import png
+
 # Fractional bits of the fixed-point coordinates handed to OpenCV: 1/256 px precision.
 SHIFT = 8
 FORMATS = ("png", "jpg", "webp", "npy")
 COLORS = ("black", "random", "order", "time")
-# PNG row filter and zlib strategy. Line drawings on a flat background compress best unfiltered
-# with run-length matching: measured on 256 px sketches, no filter + Z_RLE encodes 2-3x faster than
-# libpng's default (trying every filter a row, default strategy) and gives ~20% smaller files.
-# Pixels are unchanged (PNG is lossless); only the compressed bytes differ.
-PNG_ENCODER = (
+# "isal" is shardgen's own PNG writer (``png.py``). "opencv" is the encoder before it, kept only so
+# that scripts/bench can measure both in one run (``--png-encoder``, hidden from ``--help``).
+PNG_ENCODERS = ("isal", "opencv")
+# The opencv encoder's PNG row filter and zlib strategy. Line drawings on a flat background
+# compress best unfiltered with run-length matching: measured on 256 px sketches, no filter + Z_RLE
+# encodes 2-3x faster than libpng's default (trying every filter a row, default strategy) and gives
+# ~20% smaller files. Pixels are unchanged (PNG is lossless); only the compressed bytes differ.
+OPENCV_PNG_PARAMS = (
     cv2.IMWRITE_PNG_FILTER,
     cv2.IMWRITE_PNG_FILTER_NONE,
     cv2.IMWRITE_PNG_STRATEGY,
@@ -53,7 +58,8 @@ class RenderOptions:
     color: str = "black"  # black | random (per stroke, seeded) | order (stroke order) | time (raw timing)
     format: str = "png"
     quality: int = 90  # jpg/webp quality
-    png_compression: int = 1  # zlib level; 1 is the speed/size sweet spot for line drawings
+    png_compression: int = 1  # zlib's 0-9 scale, mapped onto ISA-L's levels; 1 is the sweet spot for drawings
+    png_encoder: str = "isal"  # or "opencv", for benchmarks only (see PNG_ENCODERS)
     strokes: bool = False  # also store the sketch's stroke-3 array beside the image (KEY.strokes.npy)
 
     @property
@@ -71,7 +77,8 @@ class RenderOptions:
         return self.format
 
     def to_dict(self) -> dict:
-        recorded = {**asdict(self), "line_width": self.width}
+        # The PNG encoder's version is part of a build's identity: a resumed build never mixes two.
+        recorded = {**asdict(self), "line_width": self.width, "png_encoder": png_encoder_version(self.png_encoder)}
         if not self.strokes:  # recorded only when set: other builds keep the manifest and identity they had
             del recorded["strokes"]
         return recorded
@@ -94,6 +101,13 @@ class RenderOptions:
             raise ValueError(f"quality must be between 1 and 100, got {self.quality}")
         if not 0 <= self.png_compression <= 9:
             raise ValueError(f"png compression must be between 0 and 9, got {self.png_compression}")
+        if self.png_encoder not in PNG_ENCODERS:
+            raise ValueError(f"png encoder must be one of {', '.join(PNG_ENCODERS)}, got {self.png_encoder!r}")
+
+
+def png_encoder_version(encoder: str) -> str:
+    """The name and version of a ``PNG_ENCODERS`` entry, as the manifest records it."""
+    return png.encoder_version() if encoder == "isal" else f"opencv {cv2.__version__}"
 
 
 def drawn_width(thickness: int, antialias: bool) -> float:
@@ -263,8 +277,10 @@ def encode_image(image: np.ndarray, options: RenderOptions = RenderOptions()) ->
     fmt = options.format
     if fmt == "npy":
         return encode_npy(cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if image.ndim == 3 else image)
+    if fmt == "png" and options.png_encoder == "isal":
+        return png.encode_png(image, options.png_compression)
     if fmt == "png":
-        params = [cv2.IMWRITE_PNG_COMPRESSION, options.png_compression, *PNG_ENCODER]
+        params = [cv2.IMWRITE_PNG_COMPRESSION, options.png_compression, *OPENCV_PNG_PARAMS]
     elif fmt == "jpg":
         params = [cv2.IMWRITE_JPEG_QUALITY, options.quality]
     else:

@@ -159,3 +159,8 @@ def test_load_dataset_gives_quickdraw_metadata(tmp_path):
         loaded = datasets.load_dataset(str(tmp_path / "out"), split="train", cache_dir=str(tmp_path / "cache"))
     meta = loaded[0]["json"]
     assert loaded.num_rows == 18 and meta["key_id"].isdigit() and meta["countrycode"] and meta["timestamp"]
+
+
+def test_command_leaves_out_the_recorded_encoder_version():
+    """The PNG encoder's version is recorded for identity, not a flag: the command does not spell it."""
+    assert command({"render": {"size": 8, "png_encoder": "isal 2.31"}}) == "shardgen build SRC DST --size 8"

@@ -61,6 +61,16 @@ def test_sample_then_build_prints_a_summary(tmp_path):
     assert "60 images" in result.stdout and "shards written 3" in result.stdout
 
 
+def test_bench_only_png_encoder_switch_is_hidden_and_recorded(sample_src, tmp_path):
+    """--png-encoder opencv (for scripts/bench) is left out of --help and the manifest names the encoder."""
+    assert "--png-encoder" not in run_cli("build", "--help").stdout
+    args = ("--procs", "1", "--size", "32", "--splits", "valid", "--no-progress", "--png-encoder", "opencv")
+    result = run_cli("build", sample_src, tmp_path, *args)
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["options"]["render"]["png_encoder"].startswith("opencv ")
+
+
 def test_bad_option_value_is_a_one_line_error(sample_src, tmp_path):
     """An out-of-range option is a usage error, not a traceback."""
     assert_user_error(run_cli("build", sample_src, tmp_path / "o", "--size", "3"), "size")

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+from shardgen import png
 from shardgen.pipeline import BuildOptions, build
 from shardgen.render import RenderOptions, render_sketch
 from tests.helpers import object_array, read_split, run_cli, shard_bytes, write_npz
@@ -160,6 +161,7 @@ def test_cli_passes_every_render_option_and_the_manifest_records_them(house_src,
         "format": "npy",
         "quality": 70,
         "png_compression": 6,
+        "png_encoder": png.encoder_version(),
     }
     for sample in read_split(tmp_path, "train").values():
         image = np.load(io.BytesIO(sample["npy"]))

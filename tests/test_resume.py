@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from shardgen import faults
+from shardgen import faults, png
+from shardgen.errors import OptionsChangedError
 from shardgen.pipeline import BuildOptions, build
 from shardgen.render import RenderOptions
 from tests.helpers import BUILD_ARGS, leftovers, run_cli, shard_bytes, start_cli, wait_for
@@ -80,6 +83,23 @@ def test_rerun_with_other_options_is_refused_naming_the_difference(sample_src, t
     replaced = run_cli("build", sample_src, tmp_path / "out", *args, "--seed", "3", "--shard-size", "50", "--overwrite")
     assert replaced.returncode == 0, replaced.stderr
     assert sorted(p.name for p in (tmp_path / "out").glob("*.tar")) == [f"valid-00000{i}.tar" for i in range(5)]
+
+
+@pytest.mark.parametrize("first", ["opencv", "another isal version"])
+def test_rerun_with_another_png_encoder_is_refused(sample_src, tmp_path, monkeypatch, first):
+    """The manifest records the PNG encoder and version; a rerun with another refuses, so no build mixes two."""
+    options = BuildOptions(render=RenderOptions(size=32), splits=("valid",))
+    first_options = BuildOptions(render=RenderOptions(size=32, png_encoder="opencv"), splits=("valid",))
+    with ThreadPoolExecutor(1) as pool:
+        with monkeypatch.context() as patch:
+            if first != "opencv":
+                patch.setattr(png, "encoder_version", lambda: "isal 1.0.0 (ISA-L 2.30.0)")
+            first_build = build(sample_src, tmp_path, first_options if first == "opencv" else options, executor=pool)
+        recorded = first_build.manifest["options"]["render"]["png_encoder"]
+        assert recorded.startswith("opencv " if first == "opencv" else "isal 1.0.0")
+        expected = f"render.png_encoder: {re.escape(recorded)} -> {re.escape(png.encoder_version())}"
+        with pytest.raises(OptionsChangedError, match=expected):
+            build(sample_src, tmp_path, options, executor=pool)
 
 
 def test_rerun_with_changed_inputs_is_refused_naming_the_file(sample_src, tmp_path):
