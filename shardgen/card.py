@@ -13,12 +13,10 @@ import json
 from pathlib import Path
 
 from .dataset import STROKES, skip_location
-from .location import Location
 from .read import DRAWING_FORMATS, input_suffix
 
 CARD = "README.md"
-# The first line of every card shardgen writes (a YAML comment), so that ``--overwrite`` removes a
-# card of ours and never a README.md a user put there.
+# The first line of every card shardgen writes (a YAML comment): says where it came from.
 MARKER = "# Dataset card written by shardgen; every build rewrites it."
 # Fields of every sample's ``.json`` member (see worker._meta_templates), as Hugging Face types.
 METADATA_FEATURES = (
@@ -48,16 +46,6 @@ BOOL_FLAGS = {
 }
 # Recorded options that are no choice of the user's: the PNG encoder's version (for a build's identity).
 NOT_FLAGS = ("png_encoder",)
-
-
-def written_by_shardgen(folder: Location, name: str = CARD) -> bool:
-    """Whether ``name`` in ``folder`` is a card shardgen wrote (and ``--overwrite`` may remove)."""
-    start = f"---\n{MARKER}\n".encode()
-    try:
-        with folder.open_read(name) as f:
-            return f.read(len(start)) == start
-    except OSError:
-        return False
 
 
 def features(manifest: dict) -> list[dict]:

@@ -215,7 +215,10 @@ def build(
         False, "--dali-index", help="Also write SHARD.idx for NVIDIA DALI's webdataset reader.", show_default="off"
     ),
     overwrite: bool = typer.Option(
-        False, "--overwrite", help="Replace a build in DST made with other inputs or options.", show_default="off"
+        False,
+        "--overwrite",
+        help="Replace a build in DST made with other inputs or options (deletes only files shardgen wrote).",
+        show_default="off",
     ),
     chunk_size: Optional[int] = typer.Option(
         None,

@@ -9,7 +9,8 @@ import pytest
 
 from shardgen.card import CARD, command, dataset_card, metadata
 from shardgen.location import Location
-from shardgen.pipeline import BuildOptions, build, clean_output
+from shardgen.output import clean_output
+from shardgen.pipeline import BuildOptions, build
 from shardgen.render import RenderOptions
 from shardgen.sample import write_samples
 
@@ -119,14 +120,13 @@ def test_image_feature_follows_the_format(image_format, channels, feature):
 
 
 def test_overwrite_removes_our_card_but_not_a_users_readme(small_build, tmp_path):
-    """``clean_output`` deletes a card shardgen wrote and leaves any other README.md alone."""
+    """``clean_output`` deletes the card a build recorded writing and leaves a README.md of the user's alone."""
     ours, theirs = tmp_path / "ours", tmp_path / "theirs"
-    ours.mkdir()
+    shutil.copytree(small_build, ours)
     theirs.mkdir()
-    shutil.copy(small_build / CARD, ours / CARD)
     (theirs / CARD).write_text("# my notes\n")
     for folder in (ours, theirs):
-        clean_output(Location.of(folder), tmp_path / "no-work-folder")
+        clean_output(Location.of(folder), folder / ".shardgen")
     assert not (ours / CARD).exists()
     assert (theirs / CARD).read_text() == "# my notes\n"
 
