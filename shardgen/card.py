@@ -13,10 +13,12 @@ import json
 from pathlib import Path
 
 from .dataset import STROKES, skip_location
+from .location import Location
 from .read import DRAWING_FORMATS, input_suffix
 
 CARD = "README.md"
-# The first line of every card shardgen writes (a YAML comment): says where it came from.
+# The first line of every card shardgen writes (a YAML comment), so that a build replaces or
+# removes a card of its own and never a README.md a user put there.
 MARKER = "# Dataset card written by shardgen; every build rewrites it."
 # Fields of every sample's ``.json`` member (see worker._meta_templates), as Hugging Face types.
 METADATA_FEATURES = (
@@ -46,6 +48,21 @@ BOOL_FLAGS = {
 }
 # Recorded options that are no choice of the user's: the PNG encoder's version (for a build's identity).
 NOT_FLAGS = ("png_encoder",)
+
+
+def replaceable(folder: Location) -> bool:
+    """Whether a build may write its card in ``folder``: no README.md there, or one shardgen wrote."""
+    return not folder.exists(CARD) or written_by_shardgen(folder)
+
+
+def written_by_shardgen(folder: Location) -> bool:
+    """Whether ``folder``'s README.md is a card shardgen wrote."""
+    start = f"---\n{MARKER}\n".encode()
+    try:
+        with folder.open_read(CARD) as f:
+            return f.read(len(start)) == start
+    except OSError:
+        return False
 
 
 def features(manifest: dict) -> list[dict]:

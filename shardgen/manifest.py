@@ -65,7 +65,8 @@ def write_index(dst: Location, manifest: dict, splits: dict[str, list[ShardRecor
     """
     for split, shards in splits.items():
         dst.write_atomic(f"{split}.wids.json", _json_bytes(wids_index(split, shards)))
-    dst.write_atomic(card.CARD, card.dataset_card(manifest).encode())
+    if card.replaceable(dst):  # a README.md of the user's stays as it is
+        dst.write_atomic(card.CARD, card.dataset_card(manifest).encode())
     dst.write_atomic(MANIFEST, _json_bytes(manifest))
 
 

@@ -22,7 +22,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import atomic, card, dali, faults, manifest
+from . import atomic, dali, faults, manifest
 from .cluster import DaskExecutor, connect
 from .errors import InputError, Interrupted, OutputError, UsageError, WorkerError
 from .executor import StopOnSignals, new_pool, stop_pool, submit_task
@@ -290,7 +290,7 @@ async def _build(sources, output, state, options, executor, inflight, chunk_size
         shards = [shard.name for plan in plans.values() for shard in plan.shards]
         indexes = [dali.index_name(name) for name in shards] if options.dali_index else []
         wids = [f"{split}.wids.json" for split in splits]
-        record_outputs(output, [*shards, *indexes, *wids, card.CARD, manifest.MANIFEST])
+        record_outputs(output, [*shards, *indexes, *wids, manifest.MANIFEST])  # the card: see output.clean_output
     except OSError as error:
         raise output_error(error, state) from None
 
