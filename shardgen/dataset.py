@@ -23,8 +23,10 @@ from .errors import InputError, UsageError
 MANIFEST = "manifest.json"  # the same name as manifest.MANIFEST, kept here to avoid importing the build side
 NOT_FINISHED = f"no {MANIFEST}: not a finished shardgen build (run shardgen build, or let it finish)"
 DECODERS = ("numpy", "torch", "pil", "bytes")
+# The stroke-3 array beside the image in builds made with --with-strokes, as the store holds it.
+STROKES = "strokes.npy"
 # Members of a sample that are not the image; anything else is the image, whatever its format.
-NON_IMAGE = ("cls", "json")
+NON_IMAGE = ("cls", "json", STROKES)
 
 
 def decode_image(data: bytes, ext: str, channels: int | None = None) -> np.ndarray:
@@ -56,7 +58,7 @@ def decode_image(data: bytes, ext: str, channels: int | None = None) -> np.ndarr
 
 
 def image_member(sample: dict) -> str:
-    """The extension of a sample's image member (the one that is neither ``cls`` nor ``json``)."""
+    """The extension of a sample's image member (the one not in ``NON_IMAGE``)."""
     names = [k for k in sample if not k.startswith("__") and k not in NON_IMAGE]
     if len(names) != 1:
         raise ValueError(f"sample {sample.get('__key__')!r} has image members {names}, expected exactly one")
@@ -64,12 +66,14 @@ def image_member(sample: dict) -> str:
 
 
 class SampleDecoder:
-    """Turns a raw webdataset sample into ``(image, label)`` or ``(image, label, metadata)``.
+    """Turns a raw webdataset sample into ``(image, label)``, then ``strokes`` and ``metadata`` if asked.
 
     A class rather than a closure so that it pickles for DataLoader workers started with spawn.
     """
 
-    def __init__(self, decode: str = "numpy", metadata: bool = False, channels: int | None = None) -> None:
+    def __init__(
+        self, decode: str = "numpy", metadata: bool = False, channels: int | None = None, strokes: bool = False
+    ) -> None:
         if decode not in DECODERS:
             raise UsageError(f"decode must be one of {', '.join(DECODERS)}, got {decode!r}")
         # Fail here, once, rather than inside every DataLoader worker.
@@ -79,6 +83,7 @@ class SampleDecoder:
         self.decode = decode
         self.metadata = metadata
         self.channels = channels
+        self.strokes = strokes
 
     def image(self, data: bytes, ext: str) -> Any:
         if self.decode == "bytes":
@@ -102,10 +107,13 @@ class SampleDecoder:
             sample = _from_wids(sample)
         ext = image_member(sample)
         image = self.image(sample[ext], ext)
-        label = int(sample["cls"])
+        items = [image, int(sample["cls"])]
+        if self.strokes:
+            data = sample[STROKES]
+            items.append(data if self.decode == "bytes" else np.load(io.BytesIO(data), allow_pickle=False))
         if self.metadata:
-            return image, label, json.loads(sample["json"])
-        return image, label
+            items.append(json.loads(sample["json"]))
+        return tuple(items)
 
 
 def _from_wids(sample: dict) -> dict:
@@ -222,6 +230,19 @@ def shard_urls(dst: str | Path, split: str, manifest: dict | None = None) -> lis
     return [f"{base}/{s['file']}" if base else str(Path(dst) / s["file"]) for s in splits[split]["shards"]]
 
 
+def check_strokes(dst: str | Path, manifest: dict, strokes: bool) -> None:
+    """Refuse ``strokes=True`` for a build whose samples hold no stroke arrays."""
+    if strokes and not manifest.get("options", {}).get("render", {}).get("strokes"):
+        raise UsageError("this build holds no stroke arrays; rebuild it with --with-strokes", dst)
+
+
+def skip_location(skipped: dict) -> str:
+    """Where a skipped sketch was: ``train[12]`` in a .npz, ``line 4`` or ``offset 96`` in a QuickDraw file."""
+    if "split" in skipped:
+        return f"{skipped['split']}[{skipped['index']}]"
+    return next(f"{where} {skipped[where]}" for where in ("line", "offset") if where in skipped)
+
+
 def render_channels(manifest: dict) -> int | None:
     """The build's image channels (1 or 3), if its manifest says."""
     return manifest.get("options", {}).get("render", {}).get("channels")
@@ -236,6 +257,7 @@ def open_dataset(
     resampled: bool = False,
     decode: str = "numpy",
     metadata: bool = False,
+    strokes: bool = False,
     split_by_node: bool = True,
     split_by_worker: bool = True,
     empty_check: bool = True,
@@ -250,7 +272,9 @@ def open_dataset(
       ``.with_epoch(n)``); the usual choice for multi-node training.
     - ``decode``: ``numpy`` (uint8, ``(H, W)`` grayscale or ``(H, W, 3)`` RGB), ``torch``
       (float32 ``(C, H, W)`` in [0, 1]), ``pil`` (a PIL image), or ``bytes`` (encoded, undecoded).
-    - ``metadata``: also yield the sample's JSON metadata (category, class, split, index, source).
+    - ``strokes``: also yield the sketch's stroke-3 array (a build made with ``--with-strokes``).
+    - ``metadata``: also yield the sample's JSON metadata (category, class, split, index, source),
+      always as the last item.
     - ``split_by_node`` / ``split_by_worker``: deal shards out to distributed ranks and to
       DataLoader workers, so each sample is seen once per epoch (needs at least as many shards as
       ranks x workers; ``empty_check`` raises if a worker gets none).
@@ -266,7 +290,8 @@ def open_dataset(
         raise UsageError(f"shuffle buffer must be zero or positive, got {shuffle}")
     manifest = load_manifest(dst, storage_options)
     urls = shard_urls(dst, split, manifest)
-    decoder = SampleDecoder(decode, metadata, render_channels(manifest))
+    check_strokes(dst, manifest, strokes)
+    decoder = SampleDecoder(decode, metadata, render_channels(manifest), strokes)
     dataset = wds.WebDataset(
         urls,
         # A buffer as large as the shard list makes the shard order a full permutation.
@@ -287,10 +312,12 @@ def open_dataset(
     return dataset.map(decoder)
 
 
-def open_indexed(dst: str | Path, split: str = "train", *, decode: str = "numpy", metadata: bool = False):
+def open_indexed(
+    dst: str | Path, split: str = "train", *, decode: str = "numpy", metadata: bool = False, strokes: bool = False
+):
     """A ``wids.ShardListDataset`` over one split: random access by index, ``len()``, any sampler.
 
-    Items are ``(image, label)`` (or with ``metadata``, a third item), decoded as by
+    Items are ``(image, label)`` (with ``strokes`` and ``metadata``, more items), decoded as by
     :func:`open_dataset`. Local shards are read in place; remote ones go through wids' cache.
     Needs the ``wids`` package (``pip install 'shardgen[wids]'``).
     """
@@ -301,7 +328,8 @@ def open_indexed(dst: str | Path, split: str = "train", *, decode: str = "numpy"
 
     manifest = load_manifest(dst)
     shard_urls(dst, split, manifest)  # a clear error for an unknown split
-    decoder = SampleDecoder(decode, metadata, render_channels(manifest))
+    check_strokes(dst, manifest, strokes)
+    decoder = SampleDecoder(decode, metadata, render_channels(manifest), strokes)
     index = f"{str(dst).rstrip('/')}/{split}.wids.json" if _is_url(dst) else str(Path(dst) / f"{split}.wids.json")
     # localname=str maps a local shard path to itself, so wids opens it where it is instead of
     # copying it into its cache folder first.
