@@ -505,7 +505,9 @@ async def _render_shards(
         record = ShardRecord(shard.name, shard.count, size, sha256, md5)
         if faults.ACTIVE:
             faults.point("journal")
-        journal.append(record)
+        # In a thread: an fsync (or, on object storage, a PUT) must not stall the loop that keeps
+        # every worker fed.
+        await asyncio.to_thread(journal.append, record)
         tally.sealed.add(record.file)
         tally.images += record.count
         written.append(record)
