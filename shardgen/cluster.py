@@ -18,8 +18,9 @@ build connects to a scheduler.
 
 from __future__ import annotations
 
+import threading
 import uuid
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor, Future, InvalidStateError
 
 from .errors import OutputError, ShardgenError, UsageError, WorkerError
 from .location import Location
@@ -28,6 +29,8 @@ CONNECT_TIMEOUT = 10  # seconds to reach the scheduler before giving up
 CLOSE_TIMEOUT = 5  # seconds to say goodbye to the scheduler (it may be the part that failed)
 PROBE_PREFIX = ".probe-"
 RESUME = "completed shards are kept, rerun to resume"
+LOST = f"the Dask cluster dropped a task (is its scheduler still running?); {RESUME}"
+WATCH_EVERY = 0.5  # seconds between checks that the client is still connected
 
 
 def connect(address: str) -> DaskExecutor:
@@ -54,6 +57,10 @@ class DaskExecutor(Executor):
     def __init__(self, client) -> None:
         self.client = client
         self._executor = client.get_executor(pure=False)
+        self._pending: set[Future] = set()
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        threading.Thread(target=self._fail_pending_when_lost, name="shardgen-dask-watch", daemon=True).start()
 
     @property
     def threads(self) -> int:
@@ -62,24 +69,42 @@ class DaskExecutor(Executor):
 
     def submit(self, fn, /, *args, **kwargs) -> Future:
         outer: Future = Future()
+        if self.client.status != "running":  # reconnecting or closed: the task would never run
+            outer.set_exception(WorkerError(LOST))
+            return outer
+        with self._lock:
+            self._pending.add(outer)
         # A readable task name on the dashboard; unique, as pure=False would make it anyway.
         key = f"{getattr(fn, '__name__', 'task')}-{uuid.uuid4().hex}"
         inner = self._executor.submit(run_task, fn, *args, key=key, **kwargs)
 
         def copy(done: Future) -> None:
             if done.cancelled():  # we never cancel a task the build still waits for: the cluster did
-                outer.set_exception(
-                    WorkerError(f"the Dask cluster dropped a task (is its scheduler still running?); {RESUME}")
-                )
-                return
-            error = done.exception()
-            if error is not None:
-                outer.set_exception(translate_error(error))
+                _settle(outer, error=WorkerError(LOST))
+            elif done.exception() is not None:
+                _settle(outer, error=translate_error(done.exception()))
             else:
-                outer.set_result(done.result())
+                _settle(outer, result=done.result())
+            with self._lock:
+                self._pending.discard(outer)
 
         inner.add_done_callback(copy)
         return outer
+
+    def _fail_pending_when_lost(self) -> None:
+        """Fail what is still pending once the client has lost its scheduler for good.
+
+        Dask cancels the tasks it knows of when the connection drops, but a task submitted while it
+        reconnects, or once the client has given up and closed, would wait forever, and so would
+        the build waiting for it.
+        """
+        while not self._closed.wait(WATCH_EVERY):
+            if self.client.status in ("closing", "closed", "failed"):
+                with self._lock:
+                    pending, self._pending = self._pending, set()
+                for future in pending:
+                    _settle(future, error=WorkerError(LOST))
+                return
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Disconnect; with ``cancel_futures``, without waiting for what is still queued.
@@ -90,6 +115,7 @@ class DaskExecutor(Executor):
         """
         if wait and not cancel_futures:
             self._executor.shutdown(wait=True)
+        self._closed.set()
         self.client.close(timeout=CLOSE_TIMEOUT)
 
     def check_reach(self, folder: Location, needs: str) -> None:
@@ -107,6 +133,17 @@ class DaskExecutor(Executor):
                 raise OutputError(
                     f"Dask worker {worker} cannot reach the build's state folder ({problem}); {needs}", folder.root
                 )
+
+
+def _settle(future: Future, *, result=None, error: BaseException | None = None) -> None:
+    """Give ``future`` its outcome unless the watchdog or Dask already did (whichever came first)."""
+    try:
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+    except InvalidStateError:
+        pass
 
 
 def probe(folder: Location, name: str, token: str) -> str | None:
