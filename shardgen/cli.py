@@ -47,12 +47,7 @@ def reports_errors(command):
         except KeyboardInterrupt as error:  # Ctrl-C or SIGTERM (pipeline.Interrupted), or Ctrl-C elsewhere
             message = getattr(error, "message", "interrupted")
             typer.echo(f"shardgen: {message}", err=True)
-            sys.stdout.flush()
-            sys.stderr.flush()
-            # The build has cleaned up by now. Exiting through the interpreter runs the process
-            # pool's atexit hook, which after a stop signal can write to a pipe the pool already
-            # closed and print a "Bad file descriptor" traceback (seen once in ~100 stops).
-            os._exit(getattr(error, "exit_code", 130))
+            raise typer.Exit(getattr(error, "exit_code", 130)) from None
 
     return wrapper
 
