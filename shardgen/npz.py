@@ -23,7 +23,7 @@ import tokenize
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import IO, Any, NoReturn
 
 import numpy as np
 
@@ -250,6 +250,24 @@ def load_object_array(stream: io.BufferedIOBase) -> np.ndarray:
     return _plain(obj)
 
 
+def read_npy_header(stream: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """``(shape, fortran_order, dtype)`` from the ``.npy`` header at ``stream``, which is left at the data."""
+    version = np.lib.format.read_magic(stream)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(stream)
+    if version in ((2, 0), (3, 0)):
+        # 3.0 only differs in allowing utf-8 in the header, which the 2.0 reader parses alike
+        return np.lib.format.read_array_header_2_0(stream)
+    raise InputError(f"unsupported .npy format version {version}")
+
+
+def object_array(items: list) -> np.ndarray:
+    """A 1-D object array of ``items`` (``np.array`` would stack equal-shaped sketches into one block)."""
+    array = np.empty(len(items), dtype=object)
+    array[:] = items
+    return array
+
+
 def read_npy(stream: io.BufferedIOBase, size: int | None = None) -> np.ndarray:
     """Read one ``.npy`` member of ``size`` bytes: numeric arrays directly, object arrays through
     the safe unpickler. The header's shape is checked against ``size`` before anything is allocated."""
@@ -257,14 +275,7 @@ def read_npy(stream: io.BufferedIOBase, size: int | None = None) -> np.ndarray:
         start = stream.tell()
         size = stream.seek(0, io.SEEK_END)
         stream.seek(start)
-    version = np.lib.format.read_magic(stream)
-    if version == (1, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
-    elif version in ((2, 0), (3, 0)):
-        # 3.0 only differs in allowing utf-8 in the header, which the 2.0 reader parses alike
-        shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
-    else:
-        raise InputError(f"unsupported .npy format version {version}")
+    shape, fortran, dtype = read_npy_header(stream)
     available = size - stream.tell()
     if any(n < 0 for n in shape):
         raise InputError(f"header declares the impossible shape {shape}")

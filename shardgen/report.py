@@ -19,6 +19,7 @@ from rich.table import Table
 
 from .dryrun import BuildPlan
 from .pipeline import BuildResult, Reporter
+from .reading import human_bytes
 from .write import ShardRecord
 
 QUIET, NORMAL, VERBOSE = 0, 1, 2
@@ -276,15 +277,6 @@ def _table(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> Table:
     for row in rows:
         table.add_row(*row, style="bold" if row[0] == "total" else None)
     return table
-
-
-def human_bytes(size: float) -> str:
-    """``1234567`` -> ``1.2 MB`` (decimal units, as disks and object stores count)."""
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size} B"  # pragma: no cover
 
 
 def _clock(seconds: float) -> str:

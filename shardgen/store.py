@@ -21,6 +21,7 @@ import numpy as np
 
 from . import atomic, faults
 from .errors import InputError, SketchError
+from .npz import read_npy_header
 from .read import ADAPTERS, MAX_COORDINATE, SourceFile, as_sketch_array, stroke_dtype, validate_sketch
 
 # The arrays the store holds for each class and split (see the module docstring).
@@ -151,19 +152,11 @@ def _npy_shape(path: Path) -> tuple[int, ...] | None:
     """The shape in the header of a ``.npy`` store file, or ``None`` if the file is missing or short."""
     try:
         with open(path, "rb") as f:
-            shape, _, dtype = _read_header(f)
+            shape, _, dtype = read_npy_header(f)
             complete = os.fstat(f.fileno()).st_size == f.tell() + int(np.prod(shape)) * dtype.itemsize
-    except (OSError, ValueError):
+    except (OSError, ValueError, InputError):
         return None
     return tuple(shape) if complete else None
-
-
-def _read_header(f) -> tuple:
-    """``(shape, fortran_order, dtype)`` of the ``.npy`` file open as ``f``, which is left at its data."""
-    version = np.lib.format.read_magic(f)
-    if version == (1, 0):
-        return np.lib.format.read_array_header_1_0(f)
-    return np.lib.format.read_array_header_2_0(f)
 
 
 def _screen(sketches) -> np.ndarray | None:
@@ -223,7 +216,7 @@ class StoreReader:
         # np.load(mmap_mode="r") hands out np.memmap, whose slices cost microseconds each and whose
         # mapping cannot be released; a plain ndarray over our own mmap has neither problem.
         with open(path, "rb") as f:
-            shape, fortran, dtype = _read_header(f)
+            shape, fortran, dtype = read_npy_header(f)
             offset = f.tell()
             count = int(np.prod(shape))
             if count == 0:

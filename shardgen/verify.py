@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .dataset import decode_image, load_manifest, render_channels
+from .reading import decode_image, group_by_key, load_manifest, render_channels
 
 # Enough to show what is wrong with a shard without flooding the terminal when all of it is.
 MAX_PROBLEMS_PER_SHARD = 5
@@ -153,19 +153,11 @@ class _Checker:
             reader = _HashingReader(handle)
             try:
                 with tarfile.open(fileobj=reader, mode="r|") as archive:
-                    key, members = None, {}
-                    for member in archive:
-                        name_key, _, ext = member.name.partition(".")
-                        data = archive.extractfile(member).read() if member.isfile() else b""
-                        if name_key != key:
-                            if key is not None:
-                                self.check_sample(key, members, split, seen, check, messages)
-                            key, members = name_key, {}
-                        if ext in members:
-                            check.problems.append(f"member {member.name} appears twice")
-                        members[ext] = data
-                    if key is not None:
-                        self.check_sample(key, members, split, seen, check, messages)
+                    for key, members in group_by_key(archive):
+                        exts = [ext for ext, _ in members]
+                        repeats = [ext for i, ext in enumerate(exts) if ext in exts[:i]]
+                        check.problems += [f"member {key}.{ext} appears twice" for ext in repeats]
+                        self.check_sample(key, dict(members), split, seen, check, messages)
             except (tarfile.TarError, OSError) as error:
                 check.problems.append(f"not a readable tar archive after {check.count} samples ({error})")
             reader.drain()

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from shardgen.reading import shard_samples
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -33,12 +35,7 @@ def run_cli(*args: str | Path, timeout: float = 300, env: dict | None = None, **
 
 def read_shard(path: Path) -> dict[str, dict[str, bytes]]:
     """All samples of one tar shard: ``{key: {extension: bytes}}``, in archive order."""
-    samples: dict[str, dict[str, bytes]] = {}
-    with tarfile.open(path) as archive:
-        for member in archive:
-            key, ext = member.name.split(".", 1)
-            samples.setdefault(key, {})[ext] = archive.extractfile(member).read()
-    return samples
+    return dict(shard_samples(path))
 
 
 def read_split(dst: Path, split: str) -> dict[str, dict[str, bytes]]:
@@ -58,12 +55,6 @@ def shard_bytes(dst: Path) -> dict[str, bytes]:
 def published_files(dst: Path) -> dict[str, bytes]:
     """Every file a build publishes in DST (shards, manifest, wids indexes), by name."""
     return {p.name: p.read_bytes() for p in sorted(Path(dst).iterdir()) if p.is_file()}
-
-
-def object_array(items: list) -> np.ndarray:
-    array = np.empty(len(items), dtype=object)
-    array[:] = items
-    return array
 
 
 def write_npz(path: Path, **arrays: np.ndarray) -> Path:

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import ROOT, Payload, object_array, run_cli, write_npz, write_raw_npz
+from shardgen.npz import object_array
+from tests.helpers import ROOT, Payload, run_cli, write_npz, write_raw_npz
 from tests.test_interrupt import _can_mount_read_only
 
 

@@ -8,8 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
+from shardgen.npz import object_array
 from shardgen.render import RenderOptions, render_sketch
-from tests.helpers import object_array, read_split, run_cli, write_npz
+from tests.helpers import read_split, run_cli, write_npz
 
 SIZE = 64
 GOOD = np.array([[0, 0, 0], [30, 10, 0], [-10, 25, 1]], np.int16)

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 
 from shardgen.info import class_counts
+from shardgen.npz import object_array
 from shardgen.pipeline import BuildOptions, build
 from shardgen.render import RenderOptions
-from tests.helpers import counts_by_class, object_array, read_split, run_cli, write_npz
+from tests.helpers import ROOT, counts_by_class, read_split, run_cli, write_npz
 
 
 def rows(stdout: str) -> dict[str, list[str]]:
@@ -90,3 +94,23 @@ def test_info_of_an_older_manifest_with_a_missing_shard_is_a_one_line_error(smal
     result = run_cli("info", dst)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "valid-000002.tar" in result.stderr
+
+
+# What reading a build must not load: the renderer, the async writer, the cluster and storage stacks.
+BUILD_SIDE_IMPORTS = {"cv2", "aiofiles", "distributed", "fsspec", "isal"}
+
+
+def test_info_imports_nothing_of_the_build_side(small_build):
+    """``shardgen info`` prints its tables without importing OpenCV, aiofiles, Dask, fsspec or ISA-L."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "shardgen", "info", str(small_build)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    # importtime lines: "import time: self [us] | cumulative | <indent>package.module"
+    imported = {line.rsplit("|", 1)[1].strip().split(".")[0] for line in result.stderr.splitlines() if "|" in line}
+    assert "shardgen" in imported
+    assert not imported & BUILD_SIDE_IMPORTS

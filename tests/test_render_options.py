@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from shardgen import png
+from shardgen.npz import object_array
 from shardgen.pipeline import BuildOptions, build
 from shardgen.render import RenderOptions, render_sketch
-from tests.helpers import object_array, read_split, run_cli, shard_bytes, write_npz
+from tests.helpers import read_split, run_cli, shard_bytes, write_npz
 
 # Two separate horizontal bars: stroke 0 on top, stroke 1 at the bottom.
 TWO_BARS = np.array([[0, 0, 0], [100, 0, 1], [-100, 100, 0], [100, 0, 1]], np.int16)

@@ -13,10 +13,11 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from shardgen.cli import app
+from shardgen.npz import object_array
 from shardgen.report import VERBOSE, ProgressReporter
 from shardgen.sample import write_samples
 from shardgen.write import ShardRecord
-from tests.helpers import object_array, write_npz
+from tests.helpers import write_npz
 
 FAST = ["--procs", "1", "--size", "32", "--shard-size", "100", "--chunk-size", "16"]
 
