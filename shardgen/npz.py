@@ -23,7 +23,7 @@ import tokenize
 import zipfile
 import zlib
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -31,10 +31,8 @@ from .errors import InputError, UnsafePickleError
 
 try:  # numpy >= 2 moved the implementation modules to numpy._core
     from numpy._core import multiarray as _multiarray
-    from numpy._core import numeric as _numeric
 except ImportError:  # pragma: no cover - numpy 1.x
     from numpy.core import multiarray as _multiarray  # type: ignore[no-redef]
-    from numpy.core import numeric as _numeric  # type: ignore[no-redef]
 
 # No public sketch file comes near this (the largest sketch-rnn .full.npz member is a few hundred MB).
 MAX_MEMBER_BYTES = 8 << 30
@@ -135,7 +133,8 @@ class _FromBuffer(_Global):
         if dtype.hasobject or order not in ("C", "F"):
             self.refuse(args)
         _check_array_data(shape, dtype, data)
-        return _numeric._frombuffer(data, dtype, shape, order)
+        # what numpy's own _frombuffer does, for the two orders allowed above
+        return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if order == "F" else "C")
 
 
 class _LatinEncode(_Global):
@@ -250,7 +249,7 @@ def load_object_array(stream: io.BufferedIOBase) -> np.ndarray:
     return _plain(obj)
 
 
-def read_npy_header(stream: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
+def read_npy_header(stream: io.BufferedIOBase) -> tuple[tuple[int, ...], bool, np.dtype]:
     """``(shape, fortran_order, dtype)`` from the ``.npy`` header at ``stream``, which is left at the data."""
     version = np.lib.format.read_magic(stream)
     if version == (1, 0):
@@ -354,7 +353,7 @@ def read_npz(path: Path, keys: list[str] | None = None) -> dict[str, np.ndarray]
             for key in members if keys is None else [k for k in keys if k in members]:
                 _check_member(members[key])
                 with archive.open(members[key]) as raw:
-                    stream = io.BufferedReader(raw)  # type: ignore[arg-type]
+                    stream = io.BufferedReader(raw)  # type: ignore[type-var]  # a ZipExtFile, typed as IO[bytes]
                     arrays[key] = read_npy(stream, members[key].file_size)
     except InputError as error:
         if error.path is not None:

@@ -61,9 +61,6 @@ class RecordJournal:
                 raise
             raise storage_error(error, self.folder.url(f"{record.file}.json"), "write") from None
 
-    def reset(self) -> None:
-        self.folder.remove_tree("")
-
 
 def seal_and_upload(fragments: list[Path], sealed: Path, fault_index: int, dst: Location) -> tuple[int, str, str]:
     """Runs on a worker: seal the shard in the work folder (see ``fragments.seal_shard``), put it

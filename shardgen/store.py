@@ -109,7 +109,8 @@ def _ingest(task: IngestTask) -> ClassRecord:
             lengths = np.fromiter((len(s) for s in sketches), dtype=np.int64, count=len(sketches))
             source_index = np.arange(len(sketches), dtype=np.int64)
         else:
-            kept, kept_index = [], []
+            kept: list[np.ndarray] = []
+            kept_index: list[int] = []
             for index, raw in enumerate(sketches):
                 sketch = as_sketch_array(raw)
                 reason = validate_sketch(sketch)
@@ -119,6 +120,7 @@ def _ingest(task: IngestTask) -> ClassRecord:
                     skipped = {"source": task.source.name, "split": split, "index": index, "reason": reason}
                     record.skipped.append(skipped)
                     continue
+                assert isinstance(sketch, np.ndarray)  # all that validate_sketch accepts
                 kept.append(sketch)
                 kept_index.append(index)
             rows = np.concatenate(kept) if kept else np.empty((0, 3), dtype=np.int16)
@@ -209,7 +211,7 @@ class StoreReader:
 
     def __init__(self, store_dir: Path, split: str) -> None:
         self.store_dir, self.split = Path(store_dir), split
-        self._arrays: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._arrays: dict[int, tuple[np.ndarray, ...]] = {}
         self._maps: list[mmap.mmap] = []
 
     def _map(self, path: Path) -> np.ndarray:
@@ -226,12 +228,13 @@ class StoreReader:
         array = np.frombuffer(mapped, dtype=dtype, count=count, offset=offset)
         return array.reshape(shape, order="F" if fortran else "C")
 
-    def _open(self, class_index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _open(self, class_index: int) -> tuple[np.ndarray, ...]:
+        """The class's arrays, mapped on first use, in the order of ``ARRAYS``."""
         arrays = self._arrays.get(class_index)
         if arrays is None:
             arrays = tuple(self._map(array_path(self.store_dir, self.split, class_index, name)) for name in ARRAYS)
-            self._arrays[class_index] = arrays  # type: ignore[assignment]
-        return arrays  # type: ignore[return-value]
+            self._arrays[class_index] = arrays
+        return arrays
 
     def sketch(self, class_index: int, position: int) -> tuple[np.ndarray, int]:
         """The sketch at ``position`` among the class's kept sketches, and its source index."""

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import threading
 import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from . import faults
@@ -58,10 +60,6 @@ def init_worker(build_pid: int | None = None) -> None:
     the pool itself relies on it to stop the other workers after one died. With ``build_pid``, a
     worker ends itself once that process is gone (see :func:`_exit_when_gone`).
     """
-    import signal
-
-    import cv2
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     cv2.setNumThreads(1)
     if build_pid is not None:
