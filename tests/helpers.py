@@ -33,6 +33,20 @@ def run_cli(*args: str | Path, timeout: float = 300, env: dict | None = None, **
     )
 
 
+def assert_one_line_error(result, *fragments: str, code: int = 2) -> None:
+    """A user error: exit ``code`` and one line on stderr, holding every fragment, and no traceback.
+
+    ``result`` is a ``subprocess.CompletedProcess`` or a typer ``CliRunner`` result.
+    """
+    returncode = result.returncode if hasattr(result, "returncode") else result.exit_code
+    assert returncode == code, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], result.stderr
+
+
 def read_shard(path: Path) -> dict[str, dict[str, bytes]]:
     """All samples of one tar shard: ``{key: {extension: bytes}}``, in archive order."""
     return dict(shard_samples(path))
