@@ -64,6 +64,10 @@ class OptionsChangedError(ShardgenError):
     exit_code = 2
 
 
+class OutputLockedError(UsageError):
+    """Another build is writing into DST right now (it holds the folder's lock)."""
+
+
 class OutputError(ShardgenError):
     """DST cannot be written (no space, no permission, read-only filesystem)."""
 

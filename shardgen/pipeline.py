@@ -26,23 +26,32 @@ from typing import Any
 
 from . import atomic, faults, manifest
 from .cluster import DaskExecutor, connect
-from .errors import InputError, Interrupted, OptionsChangedError, OutputError, UsageError, WorkerError
+from .errors import InputError, Interrupted, OutputError, UsageError, WorkerError
 from .executor import StopOnSignals, new_pool, stop_pool, submit_task
 from .formats import is_drawing_file
 from .formats.ingest import check_sources, check_timed, drawing_task, filtered_counts, ingest_drawings
 from .formats.select import DrawingOptions
-from .fragments import PARTIAL_SUFFIX, PARTS_DIR, fragment_path, partial_path, seal_shard
+from .fragments import PARTS_DIR, fragment_path, partial_path, seal_shard
 from .location import Location, is_storage_error, is_url, storage_error
-from .objectstore import SEALED_DIR, RecordJournal, default_work_dir, reusable, seal_and_upload
+from .objectstore import RecordJournal, default_work_dir, reusable, seal_and_upload
+from .output import (
+    JOURNAL_FILE,
+    STATE_DIR,
+    fingerprint,
+    locked,
+    owned_files,
+    prepare_output,
+    record_outputs,
+    remove_partials,
+    shard_folder,
+)
 from .plan import Shard, SplitPlan, plan_path, plan_split
 from .read import SPLITS, SourceFile, discover
-from .render import RenderOptions, dot_radius, opencv_thickness
+from .render import RenderOptions
 from .store import ClassRecord, IngestTask, ingest
 from .worker import LAYOUT_FILE, ChunkTask, render_chunk
 from .write import Journal, ShardRecord, file_digest, output_error
 
-STATE_DIR = ".shardgen"
-BUILD_FILE = "build.json"
 ON_ERROR = ("skip-sketches", "skip", "fail")
 SHARED = "every worker needs it at the same path, on a shared filesystem"
 CHUNK_BYTES = 32 << 20  # the most output one chunk task writes (see chunk_samples)
@@ -186,8 +195,8 @@ def build(
     output = Location.of(dst, storage_options)
     state = output.path(STATE_DIR) if output.is_local else Path(work_dir or default_work_dir(output.root))
     check_sources(sources, options.drawings, options.render.color)
-    with StopOnSignals() as signals:
-        prepare_output(output, state, sources, options, overwrite)
+    with StopOnSignals() as signals, locked(output, state):
+        prepare_output(output, state, sources, options, overwrite, reporter.warn)
         if isinstance(executor, DaskExecutor):
             executor.check_reach(Location.of(state), SHARED if output.is_local else SHARED + " (pass --work-dir)")
             if not output.is_local:
@@ -224,9 +233,8 @@ def build(
                 if failed:
                     # Cancelled file operations finish in threads after their coroutine gave up;
                     # the loop has joined those threads now, so no partial shard can reappear.
-                    for partial in shard_folder(output, state).glob("*.tar" + PARTIAL_SUFFIX):
-                        with contextlib.suppress(OSError):
-                            partial.unlink()
+                    with contextlib.suppress(OSError):
+                        remove_partials(shard_folder(output, state), owned_files(output, state))
                     shutil.rmtree(state / PARTS_DIR, ignore_errors=True)
     result.seconds = time.perf_counter() - started
     return result
@@ -249,127 +257,6 @@ def _run_to_completion(coroutine):
         return asyncio.run(coroutine)
     with ThreadPoolExecutor(1, thread_name_prefix="shardgen-build") as thread:
         return thread.submit(asyncio.run, coroutine).result()
-
-
-def fingerprint(sources: list[SourceFile]) -> list[dict]:
-    """Identify the inputs cheaply (name, size, mtime), as make and rsync do."""
-    return [{"file": source.name, **source.folder.identity(source.name)} for source in sources]
-
-
-def prepare_output(output: Location, state: Path, sources: list[SourceFile], options: BuildOptions, overwrite: bool):
-    """Check DST, refuse a rerun with other inputs or options, and record this build's identity
-    (in ``DST/.shardgen``); make the local state folder ``state``."""
-    records = output.child(STATE_DIR)
-    identity = {"inputs": fingerprint(sources), "options": options.to_dict()}
-    try:
-        if output.is_file():
-            raise UsageError("output must be a folder, but a file exists there", output.root)
-        previous = _read_json(records, BUILD_FILE)
-        if overwrite:
-            clean_output(output, state)
-        elif previous is not None and comparable_identity(previous) != comparable_identity(identity):
-            raise OptionsChangedError(
-                f"holds a build with other {describe_difference(previous, identity)}; "
-                "rerun with --overwrite to replace it, or choose another output folder",
-                output.root,
-            )
-        elif previous is None and any(name != STATE_DIR for name in output.list(files_only=False)):
-            # (a state folder alone is a first build that stopped before recording its identity)
-            raise UsageError(
-                "output folder is not empty and holds no shardgen build; choose an empty folder or pass --overwrite",
-                output.root,
-            )
-        os.makedirs(state / "store", exist_ok=True)
-        records.write_atomic(BUILD_FILE, (json.dumps(identity, indent=2) + "\n").encode())
-        remove_leftovers(output, state)
-    except OSError as error:  # local ones name their file; fsspec's do not
-        raise output_error(error, error.filename or (state if output.is_local else output.root)) from None
-    except Exception as error:  # botocore's failures are not OSErrors
-        if not is_storage_error(error):
-            raise
-        raise storage_error(error, output.root, "write the output") from None
-
-
-def comparable_identity(identity: dict) -> dict:
-    """``identity`` with options that draw the same output spelled one way, for comparison only:
-    splits in their canonical order, the line width as what OpenCV is given (the thickness, and
-    the dot radius in fixed point, which the width sets on its own)."""
-    options = identity.get("options") if isinstance(identity, dict) else None
-    if not isinstance(options, dict):
-        return identity
-    options = dict(options)
-    if isinstance(options.get("splits"), list):
-        options["splits"] = sorted(options["splits"], key=lambda s: SPLITS.index(s) if s in SPLITS else len(SPLITS))
-    render = options.get("render")
-    if isinstance(render, dict) and isinstance(render.get("line_width"), (int, float)):
-        width, antialias = render["line_width"], bool(render.get("antialias", True))
-        drawn = (opencv_thickness(width, antialias), dot_radius(width))
-        options["render"] = {**render, "line_width": drawn}
-    return {**identity, "options": options}
-
-
-def shard_folder(output: Location, state: Path) -> Path:
-    """Where shards are sealed: in DST itself, or, for a URL, in the work folder before their upload."""
-    return output.path() if output.is_local else state / SEALED_DIR
-
-
-def remove_leftovers(output: Location, state: Path) -> None:
-    """Delete what an interrupted build may leave: ``*.tar.partial``, ``.NAME.tmp`` and fragment
-    files, and shards sealed for upload but never uploaded.
-
-    Only names shardgen itself writes are touched; a resumed build rewrites what they stood for.
-    """
-    shutil.rmtree(state / PARTS_DIR, ignore_errors=True)
-    shards = shard_folder(output, state)
-    if not output.is_local:
-        shutil.rmtree(shards, ignore_errors=True)
-        os.makedirs(shards)
-    for path in shards.glob("*.tar" + PARTIAL_SUFFIX):
-        path.unlink()
-    for folder in (shards, state, state / "store", *(state / "store" / split for split in SPLITS)):
-        for path in folder.glob(".*.tmp"):
-            path.unlink()
-
-
-def _read_json(folder: Location, name: str) -> dict | None:
-    try:
-        return json.loads(folder.read_bytes(name))
-    except (OSError, ValueError):
-        return None
-
-
-def describe_difference(old: dict, new: dict) -> str:
-    """Name what differs between two build identities, e.g. ``options (seed: 0 -> 1)``."""
-    if old.get("inputs") != new.get("inputs"):
-        old_files = {i["file"]: i for i in old.get("inputs", [])}
-        new_files = {i["file"]: i for i in new["inputs"]}
-        changed = sorted(f for f in old_files.keys() | new_files.keys() if old_files.get(f) != new_files.get(f))
-        return f"inputs ({', '.join(changed[:5])}{', ...' if len(changed) > 5 else ''} changed)"
-    diffs = []
-    old_opts, new_opts = _flatten(old.get("options", {})), _flatten(new["options"])
-    for name in sorted(old_opts.keys() | new_opts.keys()):
-        if old_opts.get(name) != new_opts.get(name):
-            diffs.append(f"{name}: {old_opts.get(name)} -> {new_opts.get(name)}")
-    return f"options ({'; '.join(diffs)})"
-
-
-def _flatten(options: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in options.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def clean_output(output: Location, state: Path) -> None:
-    """Remove what a shardgen build writes in DST (shards, indexes, state) and its work folder, nothing else."""
-    for name in output.list():
-        if name.endswith((".tar", ".tar" + PARTIAL_SUFFIX, ".wids.json")) or name == manifest.MANIFEST:
-            output.delete(name)
-    output.remove_tree(STATE_DIR)
-    shutil.rmtree(state, ignore_errors=True)
 
 
 async def _build(sources, output, state, options, executor, inflight, chunk_size, reporter, tally):
@@ -399,10 +286,12 @@ async def _build(sources, output, state, options, executor, inflight, chunk_size
         atomic.write_json(state / LAYOUT_FILE, layout)
         for split, plan in plans.items():
             atomic.write_npy(plan_path(state, split), plan.order)
+        shards = [shard.name for plan in plans.values() for shard in plan.shards]
+        record_outputs(output, [*shards, *(f"{split}.wids.json" for split in splits), manifest.MANIFEST])
     except OSError as error:
         raise output_error(error, state) from None
 
-    journal = Journal(state / "journal.jsonl") if output.is_local else RecordJournal(output.child(STATE_DIR))
+    journal = Journal(state / JOURNAL_FILE) if output.is_local else RecordJournal(output.child(STATE_DIR))
     done = _reusable_shards(output, plans, journal)
     reused = sum(name not in tally.sealed for name in done)
     todo = [shard for plan in plans.values() for shard in plan.shards if shard.name not in done]
@@ -460,7 +349,11 @@ def splits_present(kept: list[tuple[SourceFile, ClassRecord]], options: BuildOpt
         missing = [split for split in options.splits if split not in present]
         if missing:
             raise UsageError(f"no input holds the split(s) {', '.join(missing)}; present: {', '.join(present)}")
-        return [split for split in SPLITS if split in options.splits]
+        present = [split for split in SPLITS if split in options.splits]
+    if not any(record.counts.get(split, 0) for split in present for _, record in kept):
+        invalid = sum(len(record.skipped) for _, record in kept)
+        held = f"only invalid sketches ({invalid} skipped)" if invalid else "no sketches"
+        raise InputError(f"the inputs hold {held}; nothing to build")
     return present
 
 
