@@ -182,6 +182,9 @@ def build(
         hidden=True,
         help="For scripts/bench only: opencv is the png encoder shardgen used before ISA-L.",
     ),
+    with_strokes: bool = typer.Option(
+        False, "--with-strokes", help="Also store each sketch's stroke-3 array as KEY.strokes.npy.", show_default="off"
+    ),
     shard_size: int = typer.Option(
         10_000, "--shard-size", help="Most samples per shard; shards are cut to near-equal sizes."
     ),
@@ -212,6 +215,9 @@ def build(
         "--on-error",
         help="skip-sketches: list invalid sketches and go on, stop on an unreadable file; "
         "skip: skip both; fail: stop at the first of either.",
+    ),
+    dali_index: bool = typer.Option(
+        False, "--dali-index", help="Also write SHARD.idx for NVIDIA DALI's webdataset reader.", show_default="off"
     ),
     overwrite: bool = typer.Option(
         False,
@@ -265,6 +271,7 @@ def build(
             quality=quality,
             png_compression=png_compression,
             png_encoder=png_encoder,
+            strokes=with_strokes,
         ),
         shard_size=shard_size,
         splits=tuple(s.strip() for s in splits.split(",") if s.strip()) if splits else None,
@@ -277,6 +284,7 @@ def build(
             recognized_only=recognized_only,
             countries=tuple(c.strip().upper() for c in countries.split(",") if c.strip()) if countries else None,
         ),
+        dali_index=dali_index,
     )
     if procs is not None and procs < 1:
         raise UsageError(f"--procs must be at least 1, got {procs}; leave it out to use every core")

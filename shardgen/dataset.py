@@ -11,6 +11,7 @@ Images are decoded by member extension, whatever format the build used (``png``,
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -18,18 +19,29 @@ from typing import Any
 import numpy as np
 
 from .errors import UsageError
-from .reading import decode_image, image_member, is_url, load_manifest, render_channels, shard_urls, uses_fsspec
+from .reading import (
+    STROKES,
+    decode_image,
+    image_member,
+    is_url,
+    load_manifest,
+    render_channels,
+    shard_urls,
+    uses_fsspec,
+)
 
 DECODERS = ("numpy", "torch", "pil", "bytes")
 
 
 class SampleDecoder:
-    """Turns a raw webdataset sample into ``(image, label)`` or ``(image, label, metadata)``.
+    """Turns a raw webdataset sample into ``(image, label)``, then ``strokes`` and ``metadata`` if asked.
 
     A class rather than a closure so that it pickles for DataLoader workers started with spawn.
     """
 
-    def __init__(self, decode: str = "numpy", metadata: bool = False, channels: int | None = None) -> None:
+    def __init__(
+        self, decode: str = "numpy", metadata: bool = False, channels: int | None = None, strokes: bool = False
+    ) -> None:
         if decode not in DECODERS:
             raise UsageError(f"decode must be one of {', '.join(DECODERS)}, got {decode!r}")
         # Fail here, once, rather than inside every DataLoader worker.
@@ -39,6 +51,7 @@ class SampleDecoder:
         self.decode = decode
         self.metadata = metadata
         self.channels = channels
+        self.strokes = strokes
 
     def image(self, data: bytes, ext: str) -> Any:
         if self.decode == "bytes":
@@ -62,10 +75,13 @@ class SampleDecoder:
             sample = _from_wids(sample)
         ext = image_member(sample)
         image = self.image(sample[ext], ext)
-        label = int(sample["cls"])
+        items = [image, int(sample["cls"])]
+        if self.strokes:
+            data = sample[STROKES]
+            items.append(data if self.decode == "bytes" else np.load(io.BytesIO(data), allow_pickle=False))
         if self.metadata:
-            return image, label, json.loads(sample["json"])
-        return image, label
+            items.append(json.loads(sample["json"]))
+        return tuple(items)
 
 
 def _from_wids(sample: dict) -> dict:
@@ -92,6 +108,12 @@ class FsspecOpener:
             yield {"url": url, "stream": fsspec.open(url, "rb", **self.storage_options).open()}
 
 
+def check_strokes(dst: str | Path, manifest: dict, strokes: bool) -> None:
+    """Refuse ``strokes=True`` for a build whose samples hold no stroke arrays."""
+    if strokes and not manifest.get("options", {}).get("render", {}).get("strokes"):
+        raise UsageError("this build holds no stroke arrays; rebuild it with --with-strokes", dst)
+
+
 def open_dataset(
     dst: str | Path,
     split: str = "train",
@@ -101,6 +123,7 @@ def open_dataset(
     resampled: bool = False,
     decode: str = "numpy",
     metadata: bool = False,
+    strokes: bool = False,
     split_by_node: bool = True,
     split_by_worker: bool = True,
     empty_check: bool = True,
@@ -115,7 +138,9 @@ def open_dataset(
       ``.with_epoch(n)``); the usual choice for multi-node training.
     - ``decode``: ``numpy`` (uint8, ``(H, W)`` grayscale or ``(H, W, 3)`` RGB), ``torch``
       (float32 ``(C, H, W)`` in [0, 1]), ``pil`` (a PIL image), or ``bytes`` (encoded, undecoded).
-    - ``metadata``: also yield the sample's JSON metadata (category, class, split, index, source).
+    - ``strokes``: also yield the sketch's stroke-3 array (a build made with ``--with-strokes``).
+    - ``metadata``: also yield the sample's JSON metadata (category, class, split, index, source),
+      always as the last item.
     - ``split_by_node`` / ``split_by_worker``: deal shards out to distributed ranks and to
       DataLoader workers, so each sample is seen once per epoch (needs at least as many shards as
       ranks x workers; ``empty_check`` raises if a worker gets none).
@@ -131,7 +156,8 @@ def open_dataset(
         raise UsageError(f"shuffle buffer must be zero or positive, got {shuffle}")
     manifest = load_manifest(dst, storage_options)
     urls = shard_urls(dst, split, manifest)
-    decoder = SampleDecoder(decode, metadata, render_channels(manifest))
+    check_strokes(dst, manifest, strokes)
+    decoder = SampleDecoder(decode, metadata, render_channels(manifest), strokes)
     dataset = wds.WebDataset(
         urls,
         # A buffer as large as the shard list makes the shard order a full permutation.
@@ -152,10 +178,12 @@ def open_dataset(
     return dataset.map(decoder)
 
 
-def open_indexed(dst: str | Path, split: str = "train", *, decode: str = "numpy", metadata: bool = False):
+def open_indexed(
+    dst: str | Path, split: str = "train", *, decode: str = "numpy", metadata: bool = False, strokes: bool = False
+):
     """A ``wids.ShardListDataset`` over one split: random access by index, ``len()``, any sampler.
 
-    Items are ``(image, label)`` (or with ``metadata``, a third item), decoded as by
+    Items are ``(image, label)`` (with ``strokes`` and ``metadata``, more items), decoded as by
     :func:`open_dataset`. Local shards are read in place; remote ones go through wids' cache.
     Needs the ``wids`` package (``pip install 'shardgen[wids]'``).
     """
@@ -166,7 +194,8 @@ def open_indexed(dst: str | Path, split: str = "train", *, decode: str = "numpy"
 
     manifest = load_manifest(dst)
     shard_urls(dst, split, manifest)  # a clear error for an unknown split
-    decoder = SampleDecoder(decode, metadata, render_channels(manifest))
+    check_strokes(dst, manifest, strokes)
+    decoder = SampleDecoder(decode, metadata, render_channels(manifest), strokes)
     index = f"{str(dst).rstrip('/')}/{split}.wids.json" if is_url(dst) else str(Path(dst) / f"{split}.wids.json")
     # localname=str maps a local shard path to itself, so wids opens it where it is instead of
     # copying it into its cache folder first.

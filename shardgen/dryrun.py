@@ -13,7 +13,8 @@ from .formats.ingest import check_sources, plan_drawings
 from .pipeline import BuildOptions, Reporter, splits_present
 from .plan import shard_bounds
 from .read import ADAPTERS, SPLITS, SourceFile, as_sketch_array, discover, validate_sketch
-from .render import color_seed, encode_image, render_sketch
+from .reading import STROKES
+from .render import color_seed, encode_image, encode_npy, render_sketch
 from .store import ClassRecord
 from .worker import sample_key
 
@@ -87,11 +88,13 @@ def plan_build(
         meta = {"category": classes[class_index], "class": class_index, "split": split, "index": index}
         meta["source"] = kept[class_index][0].name
         meta.update(drawing_meta)
-        members = (
+        members = [
             tar.member(f"{key}.{options.render.extension}", image),
             tar.member(f"{key}.cls", b"%d" % class_index),
             tar.member(f"{key}.json", json.dumps(meta, separators=(",", ":")).encode()),
-        )
+        ]
+        if options.render.strokes:
+            members.append(tar.member(f"{key}.{STROKES}", encode_npy(sketch)))
         sizes.append(sum(map(len, members)))
     per_sample = sum(sizes) / len(sizes) if sizes else 0.0
     counts = {split: sum(record.counts.get(split, 0) for _, record in kept) for split in splits}

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
 
-from . import faults, tar
+from . import dali, faults, tar
 from .atomic import fsync_dir, temp_path
 
 PARTS_DIR = "parts"
@@ -36,17 +36,25 @@ def partial_path(path: Path) -> Path:
     return Path(path).with_name(Path(path).name + PARTIAL_SUFFIX)
 
 
-def write_fragment(path: Path, members: Iterable[tuple[str, bytes]]) -> int:
-    """Write tar members ``(name, data)`` as they come to ``path`` (via a temp file); returns its size."""
+def write_fragment(path: Path, members: Iterable[tuple[str, bytes]], list_members: bool = False) -> int:
+    """Write tar members ``(name, data)`` as they come to ``path`` (via a temp file); returns its size.
+
+    With ``list_members``, each member's name and size are listed too, for the shard's DALI index.
+    """
     path = Path(path)
     tmp = temp_path(path)
     size = 0
+    listed = []
     try:
         with open(tmp, "wb", buffering=_BUFFER) as f:
             for name, data in members:
                 for part in tar.member_parts(name, data):
                     f.write(part)
                     size += len(part)
+                if list_members:
+                    listed.append((name, len(data)))
+        if list_members:
+            dali.write_members(dali.members_path(path), listed)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -55,11 +63,15 @@ def write_fragment(path: Path, members: Iterable[tuple[str, bytes]]) -> int:
     return size
 
 
-def seal_shard(fragments: list[Path], path: Path, fault_index: int = -1) -> tuple[int, str, str]:
+def seal_shard(
+    fragments: list[Path], path: Path, fault_index: int = -1, dali_index: bool = False
+) -> tuple[int, str, str]:
     """Join ``fragments`` in order into shard ``path``, hashing as it goes; returns size, sha256, md5.
 
     The shard appears under its final name only complete and fsynced. md5 is what a wids index
-    records for a shard (``md5sum``); computing it here costs no extra pass over the bytes.
+    records for a shard (``md5sum``); computing it here costs no extra pass over the bytes. With
+    ``dali_index``, the shard's ``.idx`` is written from the member lists of its fragments and where
+    each fragment starts in the shard: no read of the shard.
 
     Idempotent: Dask reruns a task whose worker died, possibly after that run had renamed the
     shard and removed some fragments. A fragment is removed only once its shard is in place, so
@@ -74,7 +86,9 @@ def seal_shard(fragments: list[Path], path: Path, fault_index: int = -1) -> tupl
     size = 0
     try:
         with open(partial, "wb") as out:
+            starts = []
             for fragment in fragments:
+                starts.append(size)
                 with open(fragment, "rb", buffering=0) as f:
                     while block := f.read(_BUFFER):
                         if faults.ACTIVE:
@@ -97,9 +111,12 @@ def seal_shard(fragments: list[Path], path: Path, fault_index: int = -1) -> tupl
             os.unlink(partial)
         raise
     fsync_dir(path.parent)
+    if dali_index:  # after the rename is safe: the journal, not the file, says a shard is done
+        dali.write_index(path, fragments, starts)
     for fragment in fragments:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(fragment)
+        for leftover in (fragment, dali.members_path(fragment)):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(leftover)
     return size, sha.hexdigest(), md5.hexdigest()
 
 

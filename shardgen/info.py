@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .errors import InputError
-from .reading import human_bytes, load_manifest, shard_samples
+from .reading import human_bytes, load_manifest, shard_samples, skip_location
 
 # Skipped sketches listed one by one up to this many; the rest are summed up.
 MAX_SKIPPED_SHOWN = 20
@@ -88,14 +88,7 @@ def print_info(dst: Path, console: Console | None = None) -> dict:
     for item in skipped_files:
         console.print(f"  {item['source']}: {item['reason']}", highlight=False, markup=False)
     for item in skipped[:MAX_SKIPPED_SHOWN]:
-        console.print(f"  {item['source']}: {_where(item)}: {item['reason']}", highlight=False, markup=False)
+        console.print(f"  {item['source']}: {skip_location(item)}: {item['reason']}", highlight=False, markup=False)
     if len(skipped) > MAX_SKIPPED_SHOWN:
         console.print(f"  ... and {len(skipped) - MAX_SKIPPED_SHOWN} more (see manifest.json)", highlight=False)
     return manifest
-
-
-def _where(skipped: dict) -> str:
-    """Where a skipped sketch was: ``train[12]`` in a .npz, ``line 4`` or ``offset 96`` in a QuickDraw file."""
-    if "split" in skipped:
-        return f"{skipped['split']}[{skipped['index']}]"
-    return next(f"{where} {skipped[where]}" for where in ("line", "offset") if where in skipped)

@@ -1,10 +1,11 @@
-"""The index stage: ``manifest.json`` and one ``{split}.wids.json`` per split, written atomically."""
+"""The index stage: ``manifest.json``, one ``{split}.wids.json`` per split and the dataset card
+(``README.md``), each written atomically."""
 
 from __future__ import annotations
 
 import json
 
-from . import __version__
+from . import __version__, card
 from .location import Location
 from .write import ShardRecord
 
@@ -57,12 +58,14 @@ def build_manifest(
 
 
 def write_index(dst: Location, manifest: dict, splits: dict[str, list[ShardRecord]]) -> None:
-    """Write the wids indexes first and the manifest last: a manifest means the build is done.
+    """Write the wids indexes and the card first and the manifest last: a manifest means the build is done.
 
     Each is written atomically: a temp file and a rename locally, one PUT on object storage.
     """
     for split, shards in splits.items():
         dst.write_atomic(f"{split}.wids.json", _json_bytes(wids_index(split, shards)))
+    if card.replaceable(dst):  # a README.md of the user's stays as it is
+        dst.write_atomic(card.CARD, card.dataset_card(manifest).encode())
     dst.write_atomic(MANIFEST, _json_bytes(manifest))
 
 

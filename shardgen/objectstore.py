@@ -21,7 +21,7 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-from . import faults
+from . import dali, faults
 from .fragments import seal_shard, stream_digests
 from .location import Location, is_storage_error, storage_error
 from .write import ShardRecord
@@ -62,9 +62,12 @@ class RecordJournal:
             raise storage_error(error, self.folder.url(f"{record.file}.json"), "write") from None
 
 
-def seal_and_upload(fragments: list[Path], sealed: Path, fault_index: int, dst: Location) -> tuple[int, str, str]:
+def seal_and_upload(
+    fragments: list[Path], sealed: Path, fault_index: int, dst: Location, dali_index: bool = False
+) -> tuple[int, str, str]:
     """Runs on a worker: seal the shard in the work folder (see ``fragments.seal_shard``), put it
-    under its final key in ``dst``, and drop the local copy; returns size, sha256 and md5.
+    (after its DALI index, with ``dali_index``) under its final key in ``dst``, and drop the local
+    copies; returns size, sha256 and md5.
 
     Idempotent, as Dask reruns need: if an earlier run got as far as removing its local copy, the
     object is complete (uploads are whole or absent) and is read back to be hashed.
@@ -72,16 +75,21 @@ def seal_and_upload(fragments: list[Path], sealed: Path, fault_index: int, dst: 
     if not sealed.exists() and not all(Path(fragment).exists() for fragment in fragments):
         with dst.open_read(sealed.name) as stream:
             return stream_digests(stream)
-    digests = seal_shard(fragments, sealed, fault_index)
+    digests = seal_shard(fragments, sealed, fault_index, dali_index)
     if faults.ACTIVE:
         faults.point("upload")
+    index = dali.index_path(sealed)
     try:
+        if dali_index:
+            dst.put_file(index, index.name)
         dst.put_file(sealed, sealed.name)
     except Exception as error:  # botocore's failures are not OSErrors; raise one picklable error
         if not is_storage_error(error):
             raise
         raise storage_error(error, dst.url(sealed.name), "upload") from None
     os.unlink(sealed)
+    if dali_index:
+        os.unlink(index)
     return digests
 
 

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import atomic, manifest
+from . import atomic, card, manifest
 from .errors import OptionsChangedError, OutputLockedError, UsageError
 from .fragments import PARTIAL_SUFFIX, PARTS_DIR
 from .location import Location, is_storage_error, storage_error
@@ -354,7 +354,8 @@ def clean_output(output: Location, state: Path) -> list[str]:
     for name in output.list(files_only=False):
         if name == STATE_DIR:
             continue
-        if name in files and (name in owned or _is_leftover(name, owned)):
+        ours = name in owned or _is_leftover(name, owned) or (name == card.CARD and card.written_by_shardgen(output))
+        if name in files and ours:
             output.delete(name)
         else:
             kept.append(name)

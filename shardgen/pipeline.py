@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import atomic, faults, manifest
+from . import atomic, dali, faults, manifest
 from .cluster import DaskExecutor, connect
 from .errors import InputError, Interrupted, OutputError, UsageError, WorkerError
 from .executor import StopOnSignals, new_pool, stop_pool, submit_task
@@ -33,6 +33,7 @@ from .formats.ingest import check_sources, check_timed, drawing_task, filtered_c
 from .formats.select import DrawingOptions
 from .fragments import PARTS_DIR, fragment_path, partial_path, seal_shard
 from .location import Location, is_storage_error, is_url, storage_error
+from .mainguard import check_main_guard
 from .objectstore import RecordJournal, default_work_dir, reusable, seal_and_upload
 from .output import (
     JOURNAL_FILE,
@@ -71,6 +72,7 @@ class BuildOptions:
     shuffle: bool = True
     on_error: str = "skip-sketches"
     drawings: DrawingOptions = field(default_factory=DrawingOptions)  # QuickDraw inputs: splits, filters
+    dali_index: bool = False  # also write {shard}.idx, the index NVIDIA DALI's webdataset reader takes
 
     def check(self) -> None:
         try:
@@ -100,6 +102,8 @@ class BuildOptions:
             "shuffle": self.shuffle,
             "on_error": self.on_error,
             **({"drawings": self.drawings.to_dict()} if self.drawings.to_dict() else {}),
+            # recorded only when set: other builds keep the manifest and identity they had
+            **({"dali_index": True} if self.dali_index else {}),
         }
 
 
@@ -189,6 +193,8 @@ def build(
             )
         finally:
             dask.shutdown(cancel_futures=True)
+    if executor is None:
+        check_main_guard()  # before DST is touched: an unguarded script would re-run this in every worker
     procs = procs or os.cpu_count() or 1
     reporter = reporter or Reporter()
     sources = discover(src if is_url(src) else Path(src), storage_options)
@@ -287,12 +293,14 @@ async def _build(sources, output, state, options, executor, inflight, chunk_size
         for split, plan in plans.items():
             atomic.write_npy(plan_path(state, split), plan.order)
         shards = [shard.name for plan in plans.values() for shard in plan.shards]
-        record_outputs(output, [*shards, *(f"{split}.wids.json" for split in splits), manifest.MANIFEST])
+        indexes = [dali.index_name(name) for name in shards] if options.dali_index else []
+        wids = [f"{split}.wids.json" for split in splits]
+        record_outputs(output, [*shards, *indexes, *wids, manifest.MANIFEST])  # the card: see output.clean_output
     except OSError as error:
         raise output_error(error, state) from None
 
     journal = Journal(state / JOURNAL_FILE) if output.is_local else RecordJournal(output.child(STATE_DIR))
-    done = _reusable_shards(output, plans, journal)
+    done = _reusable_shards(output, plans, journal, options.dali_index)
     reused = sum(name not in tally.sealed for name in done)
     todo = [shard for plan in plans.values() for shard in plan.shards if shard.name not in done]
     reporter.stage("render", sum(shard.count for shard in todo))
@@ -416,13 +424,18 @@ async def _gather_or_cancel(coroutines):
         raise
 
 
-def _reusable_shards(output: Location, plans: dict[str, SplitPlan], journal) -> dict[str, ShardRecord]:
-    """Journaled shards that are still there with their recorded size (and locally, sha256)."""
+def _reusable_shards(
+    output: Location, plans: dict[str, SplitPlan], journal, dali_index: bool = False
+) -> dict[str, ShardRecord]:
+    """Journaled shards that are still there with their recorded size (and locally, sha256), and
+    their DALI index if the build writes them."""
     expected = {shard.name: shard for plan in plans.values() for shard in plan.shards}
     found = {}
     for name, record in journal.load().items():
         shard = expected.get(name)
         if shard is None or record.count != shard.count:
+            continue
+        if dali_index and not output.exists(dali.index_name(name)):  # deleted since: render the shard again
             continue
         if not output.is_local:
             if reusable(output, record):
@@ -465,7 +478,9 @@ async def _render_shards(
         for shard in shards:
             for start, stop in shard.chunks():
                 fragment = fragment_path(state, shard.name, start)
-                task = ChunkTask(state, shard.split, start, stop, options.render, options.seed, fragment)
+                task = ChunkTask(
+                    state, shard.split, start, stop, options.render, options.seed, fragment, options.dali_index
+                )
                 try:
                     future = submit_task(loop, executor, render_chunk, task)
                 except BrokenProcessPool as error:  # the writer reports it, naming this chunk
@@ -487,7 +502,9 @@ async def _render_shards(
         # With DST a URL the same worker uploads the sealed shard: only then is its object visible.
         sealer, upload_to = (seal_shard, ()) if output.is_local else (seal_and_upload, (output,))
         try:
-            size, sha256, md5 = await submit_task(loop, executor, sealer, fragments, path, position, *upload_to)
+            size, sha256, md5 = await submit_task(
+                loop, executor, sealer, fragments, path, position, *upload_to, options.dali_index
+            )
         except BrokenProcessPool:
             raise WorkerError(f"a worker process died while sealing {shard.name}") from None
         except OSError as error:
@@ -495,7 +512,9 @@ async def _render_shards(
         record = ShardRecord(shard.name, shard.count, size, sha256, md5)
         if faults.ACTIVE:
             faults.point("journal")
-        journal.append(record)
+        # In a thread: an fsync (or, on object storage, a PUT) must not stall the loop that keeps
+        # every worker fed.
+        await asyncio.to_thread(journal.append, record)
         tally.sealed.add(record.file)
         tally.images += record.count
         written.append(record)

@@ -20,8 +20,10 @@ from .errors import InputError, UsageError
 
 MANIFEST = "manifest.json"  # the same name as manifest.MANIFEST, kept here to avoid importing the build side
 NOT_FINISHED = f"no {MANIFEST}: not a finished shardgen build (run shardgen build, or let it finish)"
+# The stroke-3 array beside the image in builds made with --with-strokes, as the store holds it.
+STROKES = "strokes.npy"
 # Members of a sample that are not the image; anything else is the image, whatever its format.
-NON_IMAGE = ("cls", "json")
+NON_IMAGE = ("cls", "json", STROKES)
 # What each shard entry of a manifest must hold, and of which type.
 SHARD_FIELDS = {"file": str, "count": int, "bytes": int, "sha256": str}
 
@@ -117,6 +119,13 @@ def render_channels(manifest: dict) -> int | None:
     return manifest.get("options", {}).get("render", {}).get("channels")
 
 
+def skip_location(skipped: dict) -> str:
+    """Where a skipped sketch was: ``train[12]`` in a .npz, ``line 4`` or ``offset 96`` in a QuickDraw file."""
+    if "split" in skipped:
+        return f"{skipped['split']}[{skipped['index']}]"
+    return next(f"{where} {skipped[where]}" for where in ("line", "offset") if where in skipped)
+
+
 def group_by_key(archive: tarfile.TarFile) -> Iterator[tuple[str, list[tuple[str, bytes]]]]:
     """The samples of a tar archive as ``(key, [(extension, bytes), ...])``, in archive order.
 
@@ -148,7 +157,7 @@ def shard_samples(path: str | Path | IO[bytes]) -> Iterator[tuple[str, dict[str,
 
 
 def image_member(sample: dict) -> str:
-    """The extension of a sample's image member (the one that is neither ``cls`` nor ``json``)."""
+    """The extension of a sample's image member (the one not in ``NON_IMAGE``)."""
     names = [k for k in sample if not k.startswith("__") and k not in NON_IMAGE]
     if len(names) != 1:
         raise ValueError(f"sample {sample.get('__key__')!r} has image members {names}, expected exactly one")

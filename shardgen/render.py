@@ -47,7 +47,7 @@ ORDER_STEP = LIGHTEST_INK // ORDER_STEPS
 
 @dataclass(frozen=True)
 class RenderOptions:
-    """How a sketch becomes an image; recorded in the manifest so a dataset says how it was made."""
+    """How a sketch becomes a sample; recorded in the manifest so a dataset says how it was made."""
 
     size: int = 256
     line_width: float | None = None  # pixels; None means 2.5% of size, at least 1
@@ -60,6 +60,7 @@ class RenderOptions:
     quality: int = 90  # jpg/webp quality
     png_compression: int = 1  # zlib's 0-9 scale, mapped onto ISA-L's levels; 1 is the sweet spot for drawings
     png_encoder: str = "isal"  # or "opencv", for benchmarks only (see PNG_ENCODERS)
+    strokes: bool = False  # also store the sketch's stroke-3 array beside the image (KEY.strokes.npy)
 
     @property
     def width(self) -> float:
@@ -77,7 +78,10 @@ class RenderOptions:
 
     def to_dict(self) -> dict:
         # The PNG encoder's version is part of a build's identity: a resumed build never mixes two.
-        return {**asdict(self), "line_width": self.width, "png_encoder": png_encoder_version(self.png_encoder)}
+        recorded = {**asdict(self), "line_width": self.width, "png_encoder": png_encoder_version(self.png_encoder)}
+        if not self.strokes:  # recorded only when set: other builds keep the manifest and identity they had
+            del recorded["strokes"]
+        return recorded
 
     def check(self) -> None:
         """Raise ``ValueError`` naming the first option that is out of range."""
@@ -272,11 +276,7 @@ def encode_image(image: np.ndarray, options: RenderOptions = RenderOptions()) ->
     """Encode a rendered image in ``options.format``; ``npy`` stores RGB order for 3 channels."""
     fmt = options.format
     if fmt == "npy":
-        if image.ndim == 3:
-            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-        buffer = io.BytesIO()
-        np.lib.format.write_array(buffer, image, allow_pickle=False)
-        return buffer.getvalue()
+        return encode_npy(cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if image.ndim == 3 else image)
     if fmt == "png" and options.png_encoder == "isal":
         return png.encode_png(image, options.png_compression)
     if fmt == "png":
@@ -289,6 +289,13 @@ def encode_image(image: np.ndarray, options: RenderOptions = RenderOptions()) ->
     if not ok:  # pragma: no cover - OpenCV only fails here on impossible parameters
         raise RuntimeError(f"OpenCV could not encode a {image.shape} image as {fmt}")
     return data.tobytes()
+
+
+def encode_npy(array: np.ndarray) -> bytes:
+    """A plain ``.npy`` file (no pickle) of ``array``, with its dtype and shape."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
 
 
 def color_seed(seed: int, key: str) -> int:

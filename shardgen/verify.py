@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .reading import decode_image, group_by_key, load_manifest, render_channels
+from .reading import NON_IMAGE, decode_image, group_by_key, load_manifest, render_channels
 
 # Enough to show what is wrong with a shard without flooding the terminal when all of it is.
 MAX_PROBLEMS_PER_SHARD = 5
@@ -182,7 +182,7 @@ class _Checker:
         else:  # repeats across shards are found by the parent, from the hashes
             seen.add(key)
             check.key_hashes.append(key_hash(key))
-        images = [ext for ext in members if ext not in ("cls", "json")]
+        images = [ext for ext in members if ext not in NON_IMAGE]
         if len(images) != 1:
             problem(f"has image members {images or 'none'}, expected one")
         elif self.format is not None and _spelling(images[0]) != _spelling(self.format):

@@ -27,7 +27,8 @@ from . import faults
 from .formats.packing import ExtrasReader
 from .fragments import write_fragment
 from .plan import locate, plan_path
-from .render import RenderOptions, color_seed, encode_image, render_sketch
+from .reading import STROKES
+from .render import RenderOptions, color_seed, encode_image, encode_npy, render_sketch
 
 LAYOUT_FILE = "layout.json"
 _CONSTANT_IMAGE = os.environ.get("SHARDGEN_BENCH_CONSTANT_IMAGE")
@@ -45,6 +46,7 @@ class ChunkTask:
     options: RenderOptions
     seed: int
     fragment: Path  # where the chunk's tar members go
+    list_members: bool = False  # also list each member's name and size, for the shard's DALI index
 
 
 def sample_key(split: str, class_index: int, source_index: int) -> str:
@@ -139,11 +141,11 @@ def render_chunk(task: ChunkTask) -> int:
     """Render one chunk of the plan into its fragment file; returns the fragment's size in bytes."""
     if faults.ACTIVE:
         faults.worker_chunk()
-    return write_fragment(task.fragment, _members(task))
+    return write_fragment(task.fragment, _members(task), task.list_members)
 
 
 def _members(task: ChunkTask):
-    """The chunk's tar members ``(name, data)``, three per sample (image, class, metadata), one at a time."""
+    """The chunk's tar members ``(name, data)``, one at a time: image, class, metadata (and strokes) per sample."""
     state_dir = Path(task.state_dir)
     mtime_ns = (state_dir / LAYOUT_FILE).stat().st_mtime_ns
     layout, starts = _layout(state_dir, mtime_ns)
@@ -166,5 +168,7 @@ def _members(task: ChunkTask):
             yield f"{key}.{ext}", image
             yield f"{key}.cls", b"%d" % class_index
             yield f"{key}.json", sample_json(templates[class_index], source_index, reader.meta(store_id, position))
+            if options.strokes:
+                yield f"{key}.{STROKES}", encode_npy(strokes)
     finally:
         reader.release()  # also when the chunk fails half-way: no mapping outlives its task

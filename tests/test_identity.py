@@ -10,10 +10,11 @@ from shardgen.pipeline import BuildOptions, build
 from shardgen.render import RenderOptions
 from shardgen.sample import write_samples
 
-# sha256 of every file a build writes at DST's top level (shards, wids indexes, manifest), for the
+# sha256 of every file a build writes at DST's top level (shards, wids indexes, manifest, card), for the
 # build below. A change that alters output bytes on purpose (an encoder change, a new manifest
 # field, a version bump) updates these pins in the same commit and says why.
 PINNED_SHA256 = {
+    "README.md": "9ce50a12c2420a89b207fb537ef626978e1f41feabf28151a6e92b33489179ad",
     "manifest.json": "1e6043d40c23899069a6a8dd347b5fec4ea2d8692c51c77ee33befee94c585ac",
     "test-000000.tar": "1b7a413079cbdf5d32b01168530d09f82e54bdabec00123540b17b84765acd55",
     "test-000001.tar": "cdc6905c5b54d5bc0a6db1ecae4f57444c3469b607483ca94547616886561f0a",
@@ -46,7 +47,7 @@ def pinned_src(tmp_path_factory):
 @pytest.mark.parametrize("procs", [1, 2])
 @pytest.mark.parametrize("chunk_size", [7, 256])
 def test_fixed_build_writes_the_pinned_bytes(pinned_src, tmp_path, procs, chunk_size):
-    """Every shard, wids index and the manifest of the fixed build hash to the pinned sha256."""
+    """Every shard, wids index, the manifest and the card of the fixed build hash to the pinned sha256."""
     build(pinned_src, tmp_path, OPTIONS, procs=procs, chunk_size=chunk_size)
     written = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(tmp_path.iterdir()) if p.is_file()}
     assert written == PINNED_SHA256

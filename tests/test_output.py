@@ -72,7 +72,8 @@ def test_overwrite_removes_an_extra_file_only_when_a_record_names_it(sample_src,
         manifest = json.loads((tmp_path / "manifest.json").read_text())
         (tmp_path / "manifest.json").write_text(json.dumps({**manifest, "files": ["README.md"]}))
     build(sample_src, tmp_path, OTHER, procs=1, overwrite=True)
-    assert (tmp_path / "README.md").exists() is not removed
+    # Where the old file went, the new build wrote its own dataset card (see card.py).
+    assert ((tmp_path / "README.md").read_text() == "card") is not removed
 
 
 def test_records_never_make_overwrite_delete_outside_dst(sample_src, tmp_path):
