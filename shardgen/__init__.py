@@ -17,6 +17,7 @@ _EXPORTS = {
     "BuildResult": "pipeline",
     "DrawingOptions": "formats.select",
     "InputError": "errors",
+    "Interrupted": "errors",
     "OptionsChangedError": "errors",
     "OutputError": "errors",
     "OutputLockedError": "errors",
@@ -60,6 +61,7 @@ if TYPE_CHECKING:  # explicit imports for type checkers and readers
     from .dryrun import BuildPlan, plan_build
     from .errors import (
         InputError,
+        Interrupted,
         OptionsChangedError,
         OutputError,
         OutputLockedError,

@@ -10,11 +10,13 @@ the dataset was made. Everything comes from the manifest, so the card is a pure 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
-from .dataset import STROKES, skip_location
 from .location import Location
 from .read import DRAWING_FORMATS, input_suffix
+from .reading import STROKES, skip_location
 
 CARD = "README.md"
 # The first line of every card shardgen writes (a YAML comment), so that a build replaces or
@@ -94,7 +96,8 @@ def metadata(sources: list[str]) -> list[tuple[str, str]]:
     listed, so a ``timestamp`` of two types (``.bin`` files mixed with others) is left out.
     """
     fields = list(METADATA_FEATURES)
-    formats = {DRAWING_FORMATS.get(input_suffix(Path(source)) or "") for source in sources} - {None}
+    suffixes = {input_suffix(Path(source)) for source in sources}
+    formats = {DRAWING_FORMATS[suffix] for suffix in suffixes if suffix in DRAWING_FORMATS}
     if formats:
         fields += DRAWING_FEATURES
         timestamps = {TIMESTAMP_TYPES[name] for name in formats}
@@ -124,7 +127,7 @@ def to_yaml(value, indent: int = 0) -> list[str]:
     """
     pad = " " * indent
     lines: list[str] = []
-    items = value.items() if isinstance(value, dict) else enumerate(value)
+    items: Iterable[tuple[Any, Any]] = value.items() if isinstance(value, dict) else enumerate(value)
     for key, item in items:
         lead = f"{pad}{_key(key)}:" if isinstance(value, dict) else f"{pad}-"
         if isinstance(item, (dict, list)) and item:

@@ -292,7 +292,7 @@ def build(
         if Path(dst).exists() and not Path(dst).is_dir():
             raise UsageError("output must be a folder, but a file exists there", dst)
         with ProgressReporter(enabled=progress, verbosity=verbosity) as reporter:
-            plan = plan_build(src, options, reporter=reporter)
+            plan = plan_build(Path(src), options, reporter=reporter)
         if as_json or not quiet:
             print_plan(plan, as_json=as_json)
         return
@@ -372,7 +372,3 @@ def info(
 def main() -> None:
     """Console-script entry point."""
     app(prog_name="shardgen")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

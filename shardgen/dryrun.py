@@ -6,10 +6,17 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import tar
 from .errors import InputError, SketchError
+from .formats import is_drawing_file
+from .formats.ingest import check_sources, plan_drawings
 from .pipeline import BuildOptions, Reporter, splits_present
+from .plan import shard_bounds
 from .read import ADAPTERS, SPLITS, SourceFile, as_sketch_array, discover, validate_sketch
+from .reading import STROKES
+from .render import color_seed, encode_image, encode_npy, render_sketch
 from .store import ClassRecord
+from .worker import sample_key
 
 
 @dataclass
@@ -41,14 +48,6 @@ def plan_build(
     in this process with the build's options, and their mean tar-member size is scaled up.
     Reading takes about as long as a build's ingest stage, in one process.
     """
-    from . import tar
-    from .dataset import STROKES
-    from .formats import is_drawing_file
-    from .formats.ingest import check_sources, plan_drawings
-    from .plan import shard_bounds
-    from .render import color_seed, encode_image, encode_npy, render_sketch
-    from .worker import sample_key
-
     options.check()
     reporter = reporter or Reporter()
     sources = discover(Path(src))
@@ -113,9 +112,10 @@ def plan_build(
 
 def _read_npz(source: SourceFile, wanted: tuple[str, ...], options: BuildOptions, sample: int) -> tuple:
     """A ``.npz``'s record (counts, skipped sketches) and up to ``sample`` valid sketches to size."""
-    by_split = ADAPTERS[source.path.suffix](source.path, wanted)
+    path = Path(source.path)  # a dry run reads a local folder (plan_build takes a Path)
+    by_split = ADAPTERS[path.suffix](path, wanted)
     record = ClassRecord(source.category, source.name, "")
-    valid = []  # (split, index, sketch, drawing metadata) candidates for the size sample
+    valid: list[tuple] = []  # (split, index, sketch, drawing metadata) candidates for the size sample
     for split in wanted:
         sketches = by_split.get(split)
         if sketches is None:
@@ -151,7 +151,7 @@ def _proportional_sample(reservoirs: list[list], counts: list[int], sample: int)
     by_remainder = sorted(range(len(counts)), key=lambda i: shares[i] - quotas[i], reverse=True)
     for i in by_remainder[: sample - sum(quotas)]:
         quotas[i] += 1
-    picked = []
+    picked: list[tuple] = []
     for class_index, (reservoir, quota) in enumerate(zip(reservoirs, quotas)):
         if quota and reservoir:
             picked.extend((class_index, *item) for item in reservoir[:: max(1, len(reservoir) // quota)][:quota])

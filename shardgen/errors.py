@@ -6,6 +6,7 @@ its traceback.
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 
@@ -93,8 +94,6 @@ class Interrupted(KeyboardInterrupt):
     """
 
     def __init__(self, signum: int) -> None:
-        import signal
-
         self.signum = signum
         self.exit_code = 128 + signum
         self.message = (

@@ -12,10 +12,16 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
+from types import FrameType
+from typing import Any
 
 from .errors import Interrupted
 from .worker import init_worker
+
+# What signal.signal returns and takes back: a function, SIG_DFL or SIG_IGN, or None (set outside Python).
+SignalHandler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
 
 STOP_GRACE = 2.0  # seconds busy workers get to finish their task when a build stops early
 
@@ -43,7 +49,7 @@ class StopOnSignals:
         self._first_at = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task | None = None
-        self._previous: dict[int, object] = {}
+        self._previous: dict[int, SignalHandler] = {}
 
     def __enter__(self) -> StopOnSignals:
         if threading.current_thread() is threading.main_thread():
@@ -84,7 +90,7 @@ class StopOnSignals:
             self._task = None
 
 
-def stop_pool(pool: ProcessPoolExecutor, kill: bool) -> None:
+def stop_pool(pool: Executor, kill: bool) -> None:
     """Shut our own pool down; after a failure or an interrupt, without waiting long for busy workers.
 
     Workers get a grace period to finish what they hold (at most two tasks each are queued); one

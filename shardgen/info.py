@@ -11,9 +11,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .dataset import load_manifest, skip_location
 from .errors import InputError
-from .report import human_bytes
+from .reading import human_bytes, load_manifest, shard_samples, skip_location
 
 # Skipped sketches listed one by one up to this many; the rest are summed up.
 MAX_SKIPPED_SHOWN = 20
@@ -28,11 +27,9 @@ def class_counts(dst: Path, manifest: dict, split: str) -> list[int]:
     counts: Counter = Counter()
     for shard in info["shards"]:
         try:
-            with tarfile.open(Path(dst) / shard["file"], mode="r|") as archive:
-                for member in archive:
-                    if member.name.endswith(".cls"):
-                        counts[int(archive.extractfile(member).read())] += 1
-        except (OSError, tarfile.TarError, ValueError, AttributeError) as error:
+            for _, sample in shard_samples(Path(dst) / shard["file"]):
+                counts[int(sample["cls"])] += 1
+        except (OSError, tarfile.TarError, ValueError, KeyError) as error:
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise InputError(
                 f"cannot count the classes of {shard['file']} ({reason}); run shardgen verify", dst

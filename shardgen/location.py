@@ -138,8 +138,8 @@ class Location:
             # lstat for a dangling symlink: reading it fails later, with an error naming it
             stat = path.stat() if path.exists() else path.lstat()
             return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-        fs, path = self._remote(name)
-        info = fs.info(path)
+        fs, remote_path = self._remote(name)
+        info = fs.info(remote_path)
         version = info.get("ETag") or info.get("etag") or info.get("mtime") or info.get("LastModified") or ""
         return {"size": int(info.get("size") or 0), "version": str(version)}
 

@@ -63,13 +63,17 @@ def guarded(path: str | None, line: int) -> bool:
     A script that cannot be read or parsed counts as guarded: the check must never block a build
     that would have worked.
     """
+    if path is None:
+        return True
     try:
         with tokenize.open(path) as source:
             tree = ast.parse(source.read())
     except (OSError, SyntaxError, ValueError, TypeError):
         return True
     for node in ast.walk(tree):
-        inside = isinstance(node, ast.If) and node.body[0].lineno <= line <= (node.body[-1].end_lineno or line)
+        if not isinstance(node, ast.If):
+            continue
+        inside = node.body[0].lineno <= line <= (node.body[-1].end_lineno or line)
         if inside and _is_main_test(node.test):
             return True
     return False

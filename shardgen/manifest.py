@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from . import __version__, card
 from .location import Location
@@ -72,8 +71,3 @@ def write_index(dst: Location, manifest: dict, splits: dict[str, list[ShardRecor
 
 def _json_bytes(obj: dict) -> bytes:
     return (json.dumps(obj, indent=2) + "\n").encode()
-
-
-def read_manifest(dst: Path) -> dict:
-    """The manifest of a finished build (raises ``FileNotFoundError`` if there is none)."""
-    return json.loads((Path(dst) / MANIFEST).read_text())

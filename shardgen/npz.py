@@ -31,10 +31,8 @@ from .errors import InputError, UnsafePickleError
 
 try:  # numpy >= 2 moved the implementation modules to numpy._core
     from numpy._core import multiarray as _multiarray
-    from numpy._core import numeric as _numeric
 except ImportError:  # pragma: no cover - numpy 1.x
     from numpy.core import multiarray as _multiarray  # type: ignore[no-redef]
-    from numpy.core import numeric as _numeric  # type: ignore[no-redef]
 
 # No public sketch file comes near this (the largest sketch-rnn .full.npz member is a few hundred MB).
 MAX_MEMBER_BYTES = 8 << 30
@@ -135,7 +133,8 @@ class _FromBuffer(_Global):
         if dtype.hasobject or order not in ("C", "F"):
             self.refuse(args)
         _check_array_data(shape, dtype, data)
-        return _numeric._frombuffer(data, dtype, shape, order)
+        # what numpy's own _frombuffer does, for the two orders allowed above
+        return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if order == "F" else "C")
 
 
 class _LatinEncode(_Global):
@@ -250,6 +249,24 @@ def load_object_array(stream: io.BufferedIOBase) -> np.ndarray:
     return _plain(obj)
 
 
+def read_npy_header(stream: io.BufferedIOBase) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """``(shape, fortran_order, dtype)`` from the ``.npy`` header at ``stream``, which is left at the data."""
+    version = np.lib.format.read_magic(stream)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(stream)
+    if version in ((2, 0), (3, 0)):
+        # 3.0 only differs in allowing utf-8 in the header, which the 2.0 reader parses alike
+        return np.lib.format.read_array_header_2_0(stream)
+    raise InputError(f"unsupported .npy format version {version}")
+
+
+def object_array(items: list) -> np.ndarray:
+    """A 1-D object array of ``items`` (``np.array`` would stack equal-shaped sketches into one block)."""
+    array = np.empty(len(items), dtype=object)
+    array[:] = items
+    return array
+
+
 def read_npy(stream: io.BufferedIOBase, size: int | None = None) -> np.ndarray:
     """Read one ``.npy`` member of ``size`` bytes: numeric arrays directly, object arrays through
     the safe unpickler. The header's shape is checked against ``size`` before anything is allocated."""
@@ -257,14 +274,7 @@ def read_npy(stream: io.BufferedIOBase, size: int | None = None) -> np.ndarray:
         start = stream.tell()
         size = stream.seek(0, io.SEEK_END)
         stream.seek(start)
-    version = np.lib.format.read_magic(stream)
-    if version == (1, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
-    elif version in ((2, 0), (3, 0)):
-        # 3.0 only differs in allowing utf-8 in the header, which the 2.0 reader parses alike
-        shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
-    else:
-        raise InputError(f"unsupported .npy format version {version}")
+    shape, fortran, dtype = read_npy_header(stream)
     available = size - stream.tell()
     if any(n < 0 for n in shape):
         raise InputError(f"header declares the impossible shape {shape}")
@@ -343,7 +353,7 @@ def read_npz(path: Path, keys: list[str] | None = None) -> dict[str, np.ndarray]
             for key in members if keys is None else [k for k in keys if k in members]:
                 _check_member(members[key])
                 with archive.open(members[key]) as raw:
-                    stream = io.BufferedReader(raw)  # type: ignore[arg-type]
+                    stream = io.BufferedReader(raw)  # type: ignore[type-var]  # a ZipExtFile, typed as IO[bytes]
                     arrays[key] = read_npy(stream, members[key].file_size)
     except InputError as error:
         if error.path is not None:

@@ -61,9 +61,6 @@ class RecordJournal:
                 raise
             raise storage_error(error, self.folder.url(f"{record.file}.json"), "write") from None
 
-    def reset(self) -> None:
-        self.folder.remove_tree("")
-
 
 def seal_and_upload(
     fragments: list[Path], sealed: Path, fault_index: int, dst: Location, dali_index: bool = False

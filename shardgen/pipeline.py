@@ -17,10 +17,12 @@ import os
 import shutil
 import signal
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from . import atomic, dali, faults, manifest
 from .cluster import DaskExecutor, connect
@@ -174,9 +176,12 @@ def build(
         if executor is not None:
             raise UsageError("pass either an executor or a Dask scheduler address, not both")
         dask = connect(scheduler)
-        try:  # workers resolve relative paths against their own folder: give them absolute ones
+        # workers resolve relative paths against their own folder: give them absolute ones
+        src, dst = (target if is_url(target) else Path(target).absolute() for target in (src, dst))
+        try:
             return build(
-                *(target if is_url(target) else Path(target).absolute() for target in (src, dst)),
+                src,
+                dst,
                 options,
                 procs=procs or dask.threads,
                 executor=dask,
@@ -266,7 +271,7 @@ async def _build(sources, output, state, options, executor, inflight, chunk_size
     kept = [(source, record) for source, record in zip(sources, records) if record is not None]
     check_timed(kept, options.render.color)
     splits = splits_present(kept, options)
-    layout = {
+    layout: dict[str, Any] = {
         "classes": [record.category for _, record in kept],
         "sources": [source.name for source, _ in kept],
         "store_ids": [sources.index(source) for source, _ in kept],
@@ -376,7 +381,7 @@ async def _ingest_all(sources, state, options, executor, loop, reporter):
             options.on_error,
             json.dumps([fingerprints[position], splits, options.limit, options.on_error]),
         )
-        read = ingest
+        read: Callable[[Any], ClassRecord] = ingest  # takes the task chosen with it
         if is_drawing_file(source.path):
             task, read = drawing_task(task, options.drawings, options.seed), ingest_drawings
         try:
@@ -455,16 +460,18 @@ async def _render_shards(
         raise output_error(error, parts) from None
     queue: asyncio.Queue = asyncio.Queue(maxsize=inflight)
     writer = asyncio.current_task()
+    assert writer is not None  # a coroutine of the build's event loop
     failures: list[BaseException] = []
     stopping = False
 
     def stop_writer(task: asyncio.Future) -> None:
         # A seal that could not write (disk full) stops the build now, not after every chunk; a
         # submitter that failed would leave the writer waiting for chunks that never come.
-        if stopping or failures or task.cancelled() or task.exception() is None:
+        error = None if stopping or failures or task.cancelled() else task.exception()
+        if error is None:
             return
-        if task is submitter or isinstance(task.exception(), OutputError):
-            failures.append(task.exception())
+        if task is submitter or isinstance(error, OutputError):
+            failures.append(error)
             writer.cancel()
 
     async def submit() -> None:

@@ -52,10 +52,6 @@ class SplitPlan:
     def class_starts(self) -> np.ndarray:
         return np.concatenate([[0], np.cumsum(self.class_counts, dtype=np.int64)])
 
-    @property
-    def count(self) -> int:
-        return int(sum(self.class_counts))
-
 
 def shard_bounds(count: int, shard_size: int) -> list[tuple[int, int]]:
     """Cut ``count`` samples into the fewest shards of at most ``shard_size``, sizes within one.

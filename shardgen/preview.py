@@ -6,7 +6,6 @@ also shows that a dataset decodes, not only that it was written.
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import tarfile
@@ -17,8 +16,8 @@ import cv2
 import numpy as np
 
 from . import atomic
-from .dataset import load_manifest
 from .errors import InputError, UsageError
+from .reading import decode_image, load_manifest, shard_samples
 from .write import output_error
 
 LABEL_HEIGHT = 14  # pixels under each cell for its category name
@@ -43,13 +42,10 @@ def label_text(category: str) -> str:
 
 def decode(ext: str, data: bytes) -> np.ndarray:
     """One sample's image as a BGR uint8 array, whatever its format or channel count."""
-    if ext == "npy":
-        image = np.load(io.BytesIO(data), allow_pickle=False)
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR if image.ndim == 2 else cv2.COLOR_RGB2BGR)
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise UsageError(f"a .{ext} sample does not decode as an image")
-    return image
+    image = decode_image(data, ext)
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    return cv2.cvtColor(image, cv2.COLOR_RGBA2BGR if image.shape[2] == 4 else cv2.COLOR_RGB2BGR)
 
 
 def pick_samples(dst: Path, manifest: dict, split: str, count: int) -> list[tuple[str, np.ndarray]]:
@@ -65,7 +61,7 @@ def pick_samples(dst: Path, manifest: dict, split: str, count: int) -> list[tupl
     total = 0
     for shard in manifest["splits"][split]["shards"]:
         try:
-            for sample in _samples(Path(dst) / shard["file"]):
+            for _, sample in shard_samples(Path(dst) / shard["file"]):
                 class_index = int(sample.pop("cls"))
                 if len(taken[class_index]) >= share:
                     continue
@@ -83,21 +79,6 @@ def pick_samples(dst: Path, manifest: dict, split: str, count: int) -> list[tupl
         if total >= count:
             break
     return [item for class_index in sorted(taken) for item in taken[class_index]][:count]
-
-
-def _samples(path: Path):
-    """The samples of one shard as ``{extension: bytes}`` dicts; a sample's members are adjacent."""
-    with tarfile.open(path) as archive:
-        key, sample = None, {}
-        for member in archive:
-            name, ext = member.name.split(".", 1)
-            if name != key and sample:
-                yield sample
-                sample = {}
-            key = name
-            sample[ext] = archive.extractfile(member).read()
-        if sample:
-            yield sample
 
 
 def contact_sheet(samples: list[tuple[str, np.ndarray]], cell: int, columns: int | None = None) -> np.ndarray:

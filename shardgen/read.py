@@ -16,7 +16,7 @@ import numpy as np
 
 from .errors import InputError, UsageError
 from .location import Location, is_storage_error, is_url, reason
-from .npz import read_npz
+from .npz import object_array, read_npz
 
 SPLITS = ("train", "valid", "test")
 STROKE_DTYPES = (np.int16, np.int32, np.float32, np.float64)
@@ -140,7 +140,7 @@ def read_sketchrnn_npz(path: Path, splits: Sequence[str]) -> dict[str, np.ndarra
         if array.dtype != object:
             # A numeric (n, m, 3) array (all sketches the same length) is a valid, if rare, layout.
             if array.ndim == 3:
-                array = _as_object_array(list(array))
+                array = object_array(list(array))
             else:
                 raise InputError(
                     f"{split}: expected an object array of sketches, got {array.dtype} {array.shape}",
@@ -157,12 +157,6 @@ def read_sketchrnn_npz(path: Path, splits: Sequence[str]) -> dict[str, np.ndarra
                 )
         result[split] = array
     return result
-
-
-def _as_object_array(items: list) -> np.ndarray:
-    out = np.empty(len(items), dtype=object)
-    out[:] = items
-    return out
 
 
 ADAPTERS: dict[str, Callable[[Path, Sequence[str]], dict[str, np.ndarray]]] = {

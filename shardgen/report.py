@@ -11,14 +11,24 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Sequence
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskID,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from .dryrun import BuildPlan
 from .pipeline import BuildResult, Reporter
+from .reading import human_bytes
 from .write import ShardRecord
 
 QUIET, NORMAL, VERBOSE = 0, 1, 2
@@ -42,7 +52,7 @@ class ProgressReporter(Reporter):
         self.enabled = enabled and verbosity > QUIET
         self.live = self.enabled and self.console.is_terminal
         self.progress: Progress | None = None
-        self.task = None
+        self.task: TaskID | None = None
         self.notes: list[str] = []
         self.name, self.total, self.done, self.shards, self.skipped = "", 0, 0, 0, 0
         self.started = self.last_log = time.monotonic()
@@ -269,22 +279,13 @@ def print_plan(plan: BuildPlan, as_json: bool = False) -> None:
     )
 
 
-def _table(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> Table:
+def _table(columns: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> Table:
     table = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0))
     for column in columns:
         table.add_column(column, justify="left" if column == "split" else "right", header_style="bold")
     for row in rows:
         table.add_row(*row, style="bold" if row[0] == "total" else None)
     return table
-
-
-def human_bytes(size: float) -> str:
-    """``1234567`` -> ``1.2 MB`` (decimal units, as disks and object stores count)."""
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size} B"  # pragma: no cover
 
 
 def _clock(seconds: float) -> str:

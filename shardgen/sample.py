@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .formats import writers
+from .npz import object_array
 from .read import SPLITS
 
 Strokes = list[np.ndarray]  # absolute (x, y) polylines, unit-ish size, y pointing down
@@ -136,12 +137,6 @@ def draw(shape: str, rng: np.random.Generator) -> np.ndarray:
     return deltas.astype(np.int16)
 
 
-def _object_array(items: list[np.ndarray]) -> np.ndarray:
-    array = np.empty(len(items), dtype=object)
-    array[:] = items
-    return array
-
-
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Write an ``.npz`` like ``numpy.savez`` but with fixed zip timestamps (byte-reproducible)."""
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
@@ -172,7 +167,7 @@ def write_samples(
             if fit:
                 sketches = {split: [_fitted_stroke3(s) for s in items] for split, items in sketches.items()}
             path = dst / f"{name}.npz"
-            write_npz(path, {split: _object_array(items) for split, items in sketches.items()})
+            write_npz(path, {split: object_array(items) for split, items in sketches.items()})
         else:
             metadata = np.random.default_rng([seed, number, 1])  # apart, so the drawings stay as in .npz
             drawings = [

@@ -21,6 +21,7 @@ import numpy as np
 
 from . import atomic, faults
 from .errors import InputError, SketchError
+from .npz import read_npy_header
 from .read import ADAPTERS, MAX_COORDINATE, SourceFile, as_sketch_array, stroke_dtype, validate_sketch
 
 # The arrays the store holds for each class and split (see the module docstring).
@@ -108,7 +109,8 @@ def _ingest(task: IngestTask) -> ClassRecord:
             lengths = np.fromiter((len(s) for s in sketches), dtype=np.int64, count=len(sketches))
             source_index = np.arange(len(sketches), dtype=np.int64)
         else:
-            kept, kept_index = [], []
+            kept: list[np.ndarray] = []
+            kept_index: list[int] = []
             for index, raw in enumerate(sketches):
                 sketch = as_sketch_array(raw)
                 reason = validate_sketch(sketch)
@@ -118,6 +120,7 @@ def _ingest(task: IngestTask) -> ClassRecord:
                     skipped = {"source": task.source.name, "split": split, "index": index, "reason": reason}
                     record.skipped.append(skipped)
                     continue
+                assert isinstance(sketch, np.ndarray)  # all that validate_sketch accepts
                 kept.append(sketch)
                 kept_index.append(index)
             rows = np.concatenate(kept) if kept else np.empty((0, 3), dtype=np.int16)
@@ -151,19 +154,11 @@ def _npy_shape(path: Path) -> tuple[int, ...] | None:
     """The shape in the header of a ``.npy`` store file, or ``None`` if the file is missing or short."""
     try:
         with open(path, "rb") as f:
-            shape, _, dtype = _read_header(f)
+            shape, _, dtype = read_npy_header(f)
             complete = os.fstat(f.fileno()).st_size == f.tell() + int(np.prod(shape)) * dtype.itemsize
-    except (OSError, ValueError):
+    except (OSError, ValueError, InputError):
         return None
     return tuple(shape) if complete else None
-
-
-def _read_header(f) -> tuple:
-    """``(shape, fortran_order, dtype)`` of the ``.npy`` file open as ``f``, which is left at its data."""
-    version = np.lib.format.read_magic(f)
-    if version == (1, 0):
-        return np.lib.format.read_array_header_1_0(f)
-    return np.lib.format.read_array_header_2_0(f)
 
 
 def _screen(sketches) -> np.ndarray | None:
@@ -216,14 +211,14 @@ class StoreReader:
 
     def __init__(self, store_dir: Path, split: str) -> None:
         self.store_dir, self.split = Path(store_dir), split
-        self._arrays: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._arrays: dict[int, tuple[np.ndarray, ...]] = {}
         self._maps: list[mmap.mmap] = []
 
     def _map(self, path: Path) -> np.ndarray:
         # np.load(mmap_mode="r") hands out np.memmap, whose slices cost microseconds each and whose
         # mapping cannot be released; a plain ndarray over our own mmap has neither problem.
         with open(path, "rb") as f:
-            shape, fortran, dtype = _read_header(f)
+            shape, fortran, dtype = read_npy_header(f)
             offset = f.tell()
             count = int(np.prod(shape))
             if count == 0:
@@ -233,12 +228,13 @@ class StoreReader:
         array = np.frombuffer(mapped, dtype=dtype, count=count, offset=offset)
         return array.reshape(shape, order="F" if fortran else "C")
 
-    def _open(self, class_index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _open(self, class_index: int) -> tuple[np.ndarray, ...]:
+        """The class's arrays, mapped on first use, in the order of ``ARRAYS``."""
         arrays = self._arrays.get(class_index)
         if arrays is None:
             arrays = tuple(self._map(array_path(self.store_dir, self.split, class_index, name)) for name in ARRAYS)
-            self._arrays[class_index] = arrays  # type: ignore[assignment]
-        return arrays  # type: ignore[return-value]
+            self._arrays[class_index] = arrays
+        return arrays
 
     def sketch(self, class_index: int, position: int) -> tuple[np.ndarray, int]:
         """The sketch at ``position`` among the class's kept sketches, and its source index."""

@@ -11,6 +11,7 @@ names every broken shard.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import sys
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .dataset import NON_IMAGE, decode_image, load_manifest, render_channels
+from .reading import NON_IMAGE, decode_image, group_by_key, load_manifest, render_channels
 
 # Enough to show what is wrong with a shard without flooding the terminal when all of it is.
 MAX_PROBLEMS_PER_SHARD = 5
@@ -58,10 +59,11 @@ class VerifyResult:
         )
 
 
-class _HashingReader:
-    """A file wrapper that hashes and counts every byte read through it."""
+class _HashingReader(io.RawIOBase):
+    """A read-only stream that hashes and counts every byte read through it from ``handle``."""
 
     def __init__(self, handle) -> None:
+        super().__init__()
         self.handle = handle
         self.sha256 = hashlib.sha256()
         self.md5 = hashlib.md5(usedforsecurity=False)
@@ -73,6 +75,9 @@ class _HashingReader:
         self.md5.update(data)
         self.size += len(data)
         return data
+
+    def readable(self) -> bool:
+        return True
 
     def drain(self) -> None:
         while self.read(1 << 20):
@@ -153,19 +158,11 @@ class _Checker:
             reader = _HashingReader(handle)
             try:
                 with tarfile.open(fileobj=reader, mode="r|") as archive:
-                    key, members = None, {}
-                    for member in archive:
-                        name_key, _, ext = member.name.partition(".")
-                        data = archive.extractfile(member).read() if member.isfile() else b""
-                        if name_key != key:
-                            if key is not None:
-                                self.check_sample(key, members, split, seen, check, messages)
-                            key, members = name_key, {}
-                        if ext in members:
-                            check.problems.append(f"member {member.name} appears twice")
-                        members[ext] = data
-                    if key is not None:
-                        self.check_sample(key, members, split, seen, check, messages)
+                    for key, members in group_by_key(archive):
+                        exts = [ext for ext, _ in members]
+                        repeats = [ext for i, ext in enumerate(exts) if ext in exts[:i]]
+                        check.problems += [f"member {key}.{ext} appears twice" for ext in repeats]
+                        self.check_sample(key, dict(members), split, seen, check, messages)
             except (tarfile.TarError, OSError) as error:
                 check.problems.append(f"not a readable tar archive after {check.count} samples ({error})")
             reader.drain()
@@ -279,11 +276,11 @@ def _run(checker: _Checker, dst: Path, shards: list[tuple[str, dict]], procs: in
 def _find_repeated_keys(dst: Path, checks: dict[str, _ShardCheck], result: VerifyResult) -> None:
     """Keys must be unique build-wide: compare every shard's key hashes, then name the repeats."""
     names = list(checks)
-    hashes = [np.asarray(checks[name].key_hashes, dtype=np.int64) for name in names]
-    if not hashes:
+    per_shard = [np.asarray(checks[name].key_hashes, dtype=np.int64) for name in names]
+    if not per_shard:
         return
-    owners = np.repeat(np.arange(len(names)), [len(h) for h in hashes])
-    hashes = np.concatenate(hashes)
+    owners = np.repeat(np.arange(len(names)), [len(h) for h in per_shard])
+    hashes = np.concatenate(per_shard)
     order = np.argsort(hashes, kind="stable")
     repeated = hashes[order][1:] == hashes[order][:-1]
     if not repeated.any():

@@ -13,19 +13,21 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import threading
 import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from . import faults
-from .dataset import STROKES
 from .formats.packing import ExtrasReader
 from .fragments import write_fragment
 from .plan import locate, plan_path
+from .reading import STROKES
 from .render import RenderOptions, color_seed, encode_image, encode_npy, render_sketch
 
 LAYOUT_FILE = "layout.json"
@@ -60,10 +62,6 @@ def init_worker(build_pid: int | None = None) -> None:
     the pool itself relies on it to stop the other workers after one died. With ``build_pid``, a
     worker ends itself once that process is gone (see :func:`_exit_when_gone`).
     """
-    import signal
-
-    import cv2
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     cv2.setNumThreads(1)
     if build_pid is not None:

@@ -7,7 +7,6 @@ truncated shard under a final name, and the journal lists only shards that are c
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
 import json
@@ -30,7 +29,7 @@ class ShardRecord:
     md5: str
 
 
-def output_error(error: OSError, path: Path) -> OutputError:
+def output_error(error: OSError, path: Path | str) -> OutputError:
     """Turn an ``OSError`` from writing output into a one-line error naming the path."""
     reason = error.strerror or str(error)
     hint = " (free some space and rerun to resume)" if error.errno == errno.ENOSPC else ""
@@ -68,10 +67,6 @@ class Journal:
                 os.fsync(f.fileno())
         except OSError as error:
             raise output_error(error, self.path) from None
-
-    def reset(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
 
 
 def file_digest(path: Path) -> tuple[int, str]:

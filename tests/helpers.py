@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from shardgen.reading import shard_samples
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -31,14 +33,23 @@ def run_cli(*args: str | Path, timeout: float = 300, env: dict | None = None, **
     )
 
 
+def assert_one_line_error(result, *fragments: str, code: int = 2) -> None:
+    """A user error: exit ``code`` and one line on stderr, holding every fragment, and no traceback.
+
+    ``result`` is a ``subprocess.CompletedProcess`` or a typer ``CliRunner`` result.
+    """
+    returncode = result.returncode if hasattr(result, "returncode") else result.exit_code
+    assert returncode == code, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], result.stderr
+
+
 def read_shard(path: Path) -> dict[str, dict[str, bytes]]:
     """All samples of one tar shard: ``{key: {extension: bytes}}``, in archive order."""
-    samples: dict[str, dict[str, bytes]] = {}
-    with tarfile.open(path) as archive:
-        for member in archive:
-            key, ext = member.name.split(".", 1)
-            samples.setdefault(key, {})[ext] = archive.extractfile(member).read()
-    return samples
+    return dict(shard_samples(path))
 
 
 def read_split(dst: Path, split: str) -> dict[str, dict[str, bytes]]:
@@ -58,12 +69,6 @@ def shard_bytes(dst: Path) -> dict[str, bytes]:
 def published_files(dst: Path) -> dict[str, bytes]:
     """Every file a build publishes in DST (shards, manifest, wids indexes), by name."""
     return {p.name: p.read_bytes() for p in sorted(Path(dst).iterdir()) if p.is_file()}
-
-
-def object_array(items: list) -> np.ndarray:
-    array = np.empty(len(items), dtype=object)
-    array[:] = items
-    return array
 
 
 def write_npz(path: Path, **arrays: np.ndarray) -> Path:

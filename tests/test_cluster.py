@@ -11,18 +11,21 @@ import pytest
 
 from shardgen import cluster
 from shardgen.errors import InputError, UsageError, WorkerError
-from tests.helpers import BUILD_ARGS, ROOT, leftovers, published_files, run_cli, shard_bytes, start_cli, wait_for
+from tests.helpers import (
+    BUILD_ARGS,
+    ROOT,
+    assert_one_line_error,
+    leftovers,
+    published_files,
+    run_cli,
+    shard_bytes,
+    start_cli,
+    wait_for,
+)
 from tests.servers import dask_cluster
 
 # BUILD_ARGS without --procs: on a cluster, tasks in flight default to the cluster's threads.
 CLUSTER_ARGS = tuple(arg for arg in BUILD_ARGS if arg not in ("--procs", "2"))
-
-
-def assert_one_line_error(stderr: str, *fragments: str) -> None:
-    lines = stderr.strip().splitlines()
-    assert "Traceback" not in stderr and len(lines) == 1, stderr
-    for fragment in fragments:
-        assert fragment in lines[0], stderr
 
 
 @pytest.mark.slow
@@ -69,8 +72,7 @@ def test_worker_that_cannot_reach_the_store_fails_the_build_at_start(sample_src,
         dask.wait_for_workers(2)
         dst = hidden / "out"
         result = run_cli("build", sample_src, dst, *CLUSTER_ARGS, "--scheduler", dask.address)
-    assert result.returncode == 1, result.stderr
-    assert_one_line_error(result.stderr, str(dst / ".shardgen"), "cannot reach the build's state folder", "same path")
+    assert_one_line_error(result, str(dst / ".shardgen"), "cannot reach the build's state folder", "same path", code=1)
     assert shard_bytes(dst) == {}
 
 
@@ -81,8 +83,7 @@ def test_worker_errors_stay_shardgen_errors(tmp_path, dask_cluster):
     src.mkdir()
     (src / "cat.npz").write_bytes(b"not a zip file")
     result = run_cli("build", src, tmp_path / "out", *CLUSTER_ARGS, "--scheduler", dask_cluster.address)
-    assert result.returncode == InputError.exit_code
-    assert_one_line_error(result.stderr, "cat.npz", "not a valid .npz")
+    assert_one_line_error(result, "cat.npz", "not a valid .npz", code=InputError.exit_code)
 
 
 def test_missing_distributed_names_the_extra(sample_src, tmp_path):
@@ -92,8 +93,7 @@ def test_missing_distributed_names_the_extra(sample_src, tmp_path):
     (fake / "distributed" / "__init__.py").write_text("raise ImportError('No module named distributed')\n")
     env = {"PYTHONPATH": os.pathsep.join([str(fake), str(ROOT)])}
     result = run_cli("build", sample_src, tmp_path / "out", "--scheduler", "tcp://127.0.0.1:1", env=env)
-    assert result.returncode == UsageError.exit_code
-    assert_one_line_error(result.stderr, "pip install 'shardgen[dask]'")
+    assert_one_line_error(result, "pip install 'shardgen[dask]'", code=UsageError.exit_code)
 
 
 def test_unreachable_scheduler_is_a_usage_error(sample_src, tmp_path, monkeypatch):
@@ -137,8 +137,7 @@ def test_worker_that_cannot_reach_the_object_store_fails_at_start(sample_src, mo
         dask.wait_for_workers(2)
         args = ("s3://cluster-blind/npz", "s3://cluster-blind/shards", "--work-dir", tmp_path / "work")
         result = run_cli("build", *args, *CLUSTER_ARGS, "--scheduler", dask.address, env=moto.env)
-    assert result.returncode == 1, result.stderr
-    assert_one_line_error(result.stderr, "s3://cluster-blind/shards/.shardgen", "credentials and endpoint")
+    assert_one_line_error(result, "s3://cluster-blind/shards/.shardgen", "credentials and endpoint", code=1)
 
 
 @pytest.mark.slow

@@ -8,8 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
+from shardgen.npz import object_array
 from shardgen.render import RenderOptions, render_sketch
-from tests.helpers import object_array, read_split, run_cli, write_npz
+from tests.helpers import read_split, run_cli, write_npz
 
 SIZE = 64
 GOOD = np.array([[0, 0, 0], [30, 10, 0], [-10, 25, 1]], np.int16)
@@ -89,13 +90,13 @@ def test_every_pen_lifted_is_blank_and_counted(built):
     assert row.split()[-1] == "2"
 
 
-def test_coordinates_far_beyond_int16_render_like_small_ones(built):
+@pytest.mark.parametrize("name", ["beyond int16", "beyond int16 float"])
+def test_coordinates_far_beyond_int16_render_like_small_ones(built, name):
     """Positions in the millions or billions are scaled like any drawing: same picture as at small scale."""
     images = built[2]
     small = render_sketch(SMALL, RenderOptions(size=SIZE))
-    for name in ("beyond int16", "beyond int16 float"):
-        assert np.array_equal(images[name], render_sketch(SKETCHES[name], RenderOptions(size=SIZE)))
-        assert np.abs(images[name].astype(int) - small).max() <= 2
+    assert np.array_equal(images[name], render_sketch(SKETCHES[name], RenderOptions(size=SIZE)))
+    assert np.abs(images[name].astype(int) - small).max() <= 2
 
 
 def test_invalid_sketches_are_skipped_and_listed_with_a_reason(built):

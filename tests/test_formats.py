@@ -93,14 +93,14 @@ def test_webdataset_decodes_each_format(tmp_path, fmt, channels):
     assert close(decoded, as_rgb(image), fmt)
 
 
-def test_quality_trades_size_for_fidelity():
+@pytest.mark.parametrize("fmt", ["jpg", "webp"])
+def test_quality_trades_size_for_fidelity(fmt):
     """--quality: a lower jpg/webp quality gives smaller files that differ more from the render."""
     image = render_sketch(SKETCH, RenderOptions(size=128))
-    for fmt in ("jpg", "webp"):
-        low = encode_image(image, RenderOptions(size=128, format=fmt, quality=10))
-        high = encode_image(image, RenderOptions(size=128, format=fmt, quality=95))
-        error = [np.abs(cv2.imdecode(np.frombuffer(d, np.uint8), 0).astype(int) - image).mean() for d in (low, high)]
-        assert len(low) < len(high) and error[0] > error[1]
+    low = encode_image(image, RenderOptions(size=128, format=fmt, quality=10))
+    high = encode_image(image, RenderOptions(size=128, format=fmt, quality=95))
+    error = [np.abs(cv2.imdecode(np.frombuffer(d, np.uint8), 0).astype(int) - image).mean() for d in (low, high)]
+    assert len(low) < len(high) and error[0] > error[1]
 
 
 def test_png_compression_changes_size_not_pixels():

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 
 from shardgen.info import class_counts
+from shardgen.npz import object_array
 from shardgen.pipeline import BuildOptions, build
 from shardgen.render import RenderOptions
-from tests.helpers import counts_by_class, object_array, read_split, run_cli, write_npz
+from tests.helpers import ROOT, assert_one_line_error, counts_by_class, read_split, run_cli, write_npz
 
 
 def rows(stdout: str) -> dict[str, list[str]]:
@@ -50,20 +55,27 @@ def test_info_lists_skipped_sketches(tmp_path):
     assert "a.npz: train[1]:" in result.stdout
 
 
-def test_class_counts_fall_back_to_the_shards_for_older_manifests(small_build, tmp_path):
-    """A manifest without per-class counts still gets them, counted from the shards."""
+def older_build(small_build: Path, tmp_path: Path) -> Path:
+    """A copy of ``small_build`` whose manifest predates per-class counts."""
     dst = tmp_path / "old"
     shutil.copytree(small_build, dst, ignore=shutil.ignore_patterns(".shardgen"))
     manifest = json.loads((dst / "manifest.json").read_text())
     for info in manifest["splits"].values():
         del info["class_counts"]
+    (dst / "manifest.json").write_text(json.dumps(manifest))
+    return dst
+
+
+def test_class_counts_fall_back_to_the_shards_for_older_manifests(small_build, tmp_path):
+    """A manifest without per-class counts still gets them, counted from the shards."""
+    dst = older_build(small_build, tmp_path)
+    manifest = json.loads((dst / "manifest.json").read_text())
     assert class_counts(dst, manifest, "valid") == [20, 20, 20]
 
 
 def test_info_on_a_folder_without_a_build_is_a_one_line_error(tmp_path):
     """info on a folder without manifest.json: exit 2, one line."""
-    result = run_cli("info", tmp_path)
-    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert_one_line_error(run_cli("info", tmp_path), "no manifest.json")
 
 
 def test_info_prints_category_names_literally(tmp_path):
@@ -80,13 +92,27 @@ def test_info_prints_category_names_literally(tmp_path):
 
 def test_info_of_an_older_manifest_with_a_missing_shard_is_a_one_line_error(small_build, tmp_path):
     """Counting classes from the shards of an older manifest: a missing shard is one line naming it (exit 2)."""
-    dst = tmp_path / "old"
-    shutil.copytree(small_build, dst, ignore=shutil.ignore_patterns(".shardgen"))
-    manifest = json.loads((dst / "manifest.json").read_text())
-    for info in manifest["splits"].values():
-        del info["class_counts"]
-    (dst / "manifest.json").write_text(json.dumps(manifest))
+    dst = older_build(small_build, tmp_path)
     (dst / "valid-000002.tar").unlink()
     result = run_cli("info", dst)
-    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1 and "valid-000002.tar" in result.stderr
+    assert_one_line_error(result, "valid-000002.tar")
+
+
+# What reading a build must not load: the renderer, the async writer, the cluster and storage stacks.
+BUILD_SIDE_IMPORTS = {"cv2", "aiofiles", "distributed", "fsspec", "isal"}
+
+
+def test_info_imports_nothing_of_the_build_side(small_build):
+    """``shardgen info`` prints its tables without importing OpenCV, aiofiles, Dask, fsspec or ISA-L."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "shardgen", "info", str(small_build)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    # importtime lines: "import time: self [us] | cumulative | <indent>package.module"
+    imported = {line.rsplit("|", 1)[1].strip().split(".")[0] for line in result.stderr.splitlines() if "|" in line}
+    assert "shardgen" in imported
+    assert not imported & BUILD_SIDE_IMPORTS

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import BUILD_ARGS, ROOT, leftovers, run_cli, shard_bytes, start_cli, wait_for
+from tests.helpers import BUILD_ARGS, ROOT, assert_one_line_error, leftovers, run_cli, shard_bytes, start_cli, wait_for
 
 # Slow enough (0.3 s a chunk, 72 chunks) that the signal lands mid-build, whatever the machine's load.
 SLOW = {"SHARDGEN_FAULT": "sleep-per-chunk:seconds=0.3"}
@@ -28,14 +28,6 @@ def assert_resumes_identically(sample_src, dst, reference, reused_at_least: int)
     assert leftovers(dst) == []
     reused = int(rerun.stdout.split("reused ")[1].split(";")[0])
     assert reused >= reused_at_least, rerun.stdout
-
-
-def assert_one_line_error(stderr: str, *fragments: str) -> None:
-    assert "Traceback" not in stderr, stderr
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, stderr
-    for fragment in fragments:
-        assert fragment in lines[0], stderr
 
 
 @pytest.mark.slow
@@ -54,8 +46,10 @@ def test_signal_stops_cleanly_and_rerun_resumes(sample_src, reference_build, tmp
     else:
         process.send_signal(signum)
     _, stderr = process.communicate(timeout=60)
-    assert process.returncode == code, stderr
-    assert_one_line_error(stderr, f"interrupted ({signal.Signals(signum).name})", "rerun the same command to resume")
+    result = subprocess.CompletedProcess(process.args, process.returncode, None, stderr)
+    assert_one_line_error(
+        result, f"interrupted ({signal.Signals(signum).name})", "rerun the same command to resume", code=code
+    )
     assert (dst / "train-000000.tar").exists() and leftovers(dst) == []
     assert_resumes_identically(sample_src, dst, reference_build, reused_at_least=1)
 
@@ -80,8 +74,7 @@ def test_disk_full_names_the_file_and_rerun_resumes(sample_src, reference_build,
     """ENOSPC while writing the second shard: one line naming it, first shard kept, no partial, rerun resumes."""
     dst = tmp_path / "out"
     result = run_cli("build", sample_src, dst, *BUILD_ARGS, env={"SHARDGEN_FAULT": "enospc:shard=1"})
-    assert result.returncode == 1
-    assert_one_line_error(result.stderr, "train-000001.tar.partial", "No space left on device", "rerun to resume")
+    assert_one_line_error(result, "train-000001.tar.partial", "No space left on device", "rerun to resume", code=1)
     # Shards are sealed in parallel: one after the failing shard may have been sealed meanwhile.
     written = {p.name for p in dst.glob("*.tar")}
     assert "train-000000.tar" in written and "train-000001.tar" not in written and leftovers(dst) == []
@@ -93,8 +86,7 @@ def test_read_only_output_is_one_line_naming_the_path(sample_src, reference_buil
     """EROFS on every write (injected: root ignores permissions) is one line naming DST's state folder."""
     dst = tmp_path / "out"
     result = run_cli("build", sample_src, dst, *BUILD_ARGS, env={"SHARDGEN_FAULT": "readonly"})
-    assert result.returncode == 1
-    assert_one_line_error(result.stderr, str(dst / ".shardgen"), "Read-only file system")
+    assert_one_line_error(result, str(dst / ".shardgen"), "Read-only file system", code=1)
     assert not list(dst.glob("*.tar")) and leftovers(dst) == []
     assert_resumes_identically(sample_src, dst, reference_build, reused_at_least=0)
 
@@ -120,8 +112,7 @@ def test_real_read_only_mount_is_one_line_naming_the_path(sample_src, reference_
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     result = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, env=env, timeout=300)
-    assert result.returncode == 1
-    assert_one_line_error(result.stderr, str(dst), "Read-only file system")
+    assert_one_line_error(result, str(dst), "Read-only file system", code=1)
     assert leftovers(dst) == []
     assert_resumes_identically(sample_src, dst, reference_build, reused_at_least=2)
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from shardgen.errors import InputError, UnsafePickleError
-from shardgen.npz import read_npy, read_npz
-from tests.helpers import Payload, object_array, python2_object_pickle, write_npz, write_raw_npz
+from shardgen.npz import object_array, read_npy, read_npz
+from tests.helpers import Payload, python2_object_pickle, write_npz, write_raw_npz
 
 SKETCHES = [np.array([[1, 2, 0], [3, -4, 1]], np.int16), np.array([[5, 6, 1]], np.int16)]
 

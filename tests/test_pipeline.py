@@ -103,7 +103,8 @@ def test_wids_index_lists_each_split_shards(built):
 
 def test_invalid_sketches_are_skipped_and_listed(tmp_path):
     """Bad sketches are left out and listed with file, split, index and reason; the rest build."""
-    from tests.helpers import object_array, write_npz
+    from shardgen.npz import object_array
+    from tests.helpers import write_npz
 
     src = tmp_path / "src"
     src.mkdir()
@@ -127,7 +128,8 @@ def test_sample_files_are_deterministic(tmp_path):
 def test_plan_build_matches_what_build_writes_without_writing(tmp_path):
     """plan_build's per-split counts, shard sizes and skipped sketches equal a real build's; it writes nothing."""
     from shardgen.dryrun import plan_build
-    from tests.helpers import object_array, write_npz
+    from shardgen.npz import object_array
+    from tests.helpers import write_npz
 
     src = tmp_path / "src"
     write_samples(src, categories=3, per_split=30, seed=2)

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from shardgen.errors import InputError, UsageError
-from shardgen.npz import read_npz
+from shardgen.npz import object_array, read_npz
 from shardgen.read import category_name, discover, read_sketchrnn_npz, stroke_dtype, validate_sketch
 from shardgen.sample import write_samples
-from tests.helpers import object_array, run_cli, write_npz
+from tests.helpers import run_cli, write_npz
 
 
 @pytest.mark.parametrize("name", ["cat.npz", "sketchrnn_cat.npz", "sketchrnn_cat.full.npz", "cat.full.npz"])

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from shardgen.npz import object_array
 from shardgen.read import MAX_COORDINATE, SourceFile
 from shardgen.render import has_ink
 from shardgen.store import IngestTask, StoreReader, _count_blank, _screen, ingest
 
-from .helpers import object_array, write_npz
+from .helpers import write_npz
 
 
 def _sketches() -> list[np.ndarray]:

@@ -10,12 +10,13 @@ import pytest
 
 from shardgen.dataset import open_dataset, open_indexed
 from shardgen.errors import UsageError
+from shardgen.npz import object_array
 from shardgen.pipeline import BuildOptions, build
 from shardgen.render import RenderOptions
 from shardgen.sample import write_samples
 from shardgen.store import StoreReader
 from shardgen.worker import LAYOUT_FILE
-from tests.helpers import object_array, read_split, run_cli, write_npz
+from tests.helpers import read_split, run_cli, write_npz
 
 SPLITS = ("train", "valid", "test")
 

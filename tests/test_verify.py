@@ -12,7 +12,7 @@ import pytest
 from shardgen import tar
 from shardgen.errors import InputError
 from shardgen.verify import verify
-from tests.helpers import read_shard, run_cli
+from tests.helpers import assert_one_line_error, read_shard, run_cli
 
 
 @pytest.fixture
@@ -143,8 +143,7 @@ def test_folder_without_a_build_is_a_one_line_error(tmp_path):
     with pytest.raises(InputError):
         verify(tmp_path)
     result = run_cli("verify", tmp_path)
-    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
-    assert "no manifest.json" in result.stderr
+    assert_one_line_error(result, "no manifest.json")
 
 
 def test_decoder_messages_become_the_problem_not_raw_stderr(build_copy):

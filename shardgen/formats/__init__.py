@@ -18,11 +18,14 @@ Reader = Callable[[Path], Iterator[Drawing | Skip]]
 READERS: dict[str, Reader] = {"ndjson": ndjson.read, "bin": binary.read, "csv": csv.read}
 
 
-def is_drawing_file(path: Path) -> bool:
+def is_drawing_file(path: Path | str) -> bool:
     """Whether ``path`` is a QuickDraw file (as opposed to a sketch-rnn ``.npz``)."""
     return input_suffix(path) in DRAWING_FORMATS
 
 
 def reader_for(path: Path) -> Reader:
     """The reader of a QuickDraw file, chosen by its name."""
-    return READERS[DRAWING_FORMATS[input_suffix(path)]]
+    suffix = input_suffix(path)
+    if suffix not in DRAWING_FORMATS:
+        raise ValueError(f"{path} is not a QuickDraw file")
+    return READERS[DRAWING_FORMATS[suffix]]

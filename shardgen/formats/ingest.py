@@ -6,7 +6,7 @@ import contextlib
 import dataclasses
 import json
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -143,7 +143,8 @@ class _Counter:
     """Stands in for a :class:`SplitPacker` in a dry run: counts drawings, keeps the first few."""
 
     def __init__(self, split: str, keep: int) -> None:
-        self.split, self.keep, self.count, self.kept = split, keep, 0, []
+        self.split, self.keep, self.count = split, keep, 0
+        self.kept: list[tuple] = []  # (split, index, rows, meta)
 
     def add(self, drawing: Drawing) -> None:
         self.count += 1
@@ -191,7 +192,7 @@ def _pack(task: DrawingIngestTask, path: Path, record: DrawingRecord, packers: d
         raise InputError("holds no valid drawing" + _first_reason(record), path)
 
 
-def _read(path) -> Iterator[Drawing | Skip]:
+def _read(path: Path) -> Generator[Drawing | Skip, None, None]:
     """The file's records; a failure to read it (corrupt or cut-short gzip, I/O) is an ``InputError``."""
     records = reader_for(path)(path)
     while True:

@@ -15,6 +15,7 @@ import struct
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from .. import atomic
 from ..store import StoreReader, array_path
@@ -32,7 +33,7 @@ INT16_MAX = np.iinfo(np.int16).max
 class NpyAppender:
     """A ``.npy`` file written by appending rows; it appears under its name only on :meth:`close`."""
 
-    def __init__(self, path: Path, dtype: np.dtype, width: int | None = None) -> None:
+    def __init__(self, path: Path, dtype: DTypeLike, width: int | None = None) -> None:
         self.path, self.dtype, self.width, self.rows = Path(path), np.dtype(dtype), width, 0
         self.temp = atomic.temp_path(self.path)
         self.file = open(self.temp, "wb", buffering=1 << 20)  # noqa: SIM115 (closed by close/discard)
@@ -138,7 +139,7 @@ class SplitPacker:
             appender.discard()
 
 
-def _narrow(source: Path, target: Path, dtype: type) -> None:
+def _narrow(source: Path, target: Path, dtype: DTypeLike) -> None:
     """Copy a float64 ``(n, 3)`` ``.npy`` to ``target`` as ``dtype``, a block of rows at a time.
 
     Plain reads, not a memory map: the pages of a mapped file count in this process's RSS.
@@ -175,6 +176,7 @@ class ExtrasReader(StoreReader):
         if blob is None:
             return b""
         offsets = self._open_extra(class_index, "meta_offsets")
+        assert offsets is not None  # written with meta, always
         return blob[offsets[position] : offsets[position + 1]].tobytes()
 
     def times(self, class_index: int, position: int) -> np.ndarray | None:

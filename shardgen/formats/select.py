@@ -17,7 +17,7 @@ ALL_TRAIN = (1.0, 0.0, 0.0)
 class DrawingOptions:
     """How drawings from QuickDraw files are split and filtered."""
 
-    split_ratio: tuple[float, float, float] = ALL_TRAIN  # train, valid, test; sums to 1
+    split_ratio: tuple[float, ...] = ALL_TRAIN  # train, valid, test (check() wants three); sums to 1
     recognized_only: bool = False
     countries: tuple[str, ...] | None = None  # keep only these country codes
 
@@ -50,7 +50,7 @@ class DrawingOptions:
         return out
 
 
-def assign_split(key_id: str, seed: int, ratio: tuple[float, float, float]) -> str:
+def assign_split(key_id: str, seed: int, ratio: tuple[float, ...]) -> str:
     """The split of the drawing ``key_id``: a uniform hash in [0, 1) cut at the ratio's bounds."""
     if ratio == ALL_TRAIN:
         return "train"

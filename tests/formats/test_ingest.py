@@ -15,7 +15,7 @@ from shardgen.formats.select import DrawingOptions
 from shardgen.pipeline import BuildOptions, build
 from shardgen.render import RenderOptions
 from shardgen.sample import write_samples
-from tests.helpers import read_split, run_cli
+from tests.helpers import assert_one_line_error, read_split, run_cli
 
 PER_SPLIT = 8
 SPLITS = ("train", "valid", "test")
@@ -217,7 +217,7 @@ def test_a_bad_split_ratio_is_one_line_and_exit_2(tmp_path):
     """A ratio that is not three numbers is a usage error, not a traceback."""
     write_samples(tmp_path / "src", categories=1, per_split=2, format="ndjson")
     result = run_cli("build", tmp_path / "src", tmp_path / "out", "--split-ratio", "0.9,x")
-    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "--split-ratio" in result.stderr
+    assert_one_line_error(result, "--split-ratio")
 
 
 def test_a_rerun_reuses_the_store_and_the_shards(tmp_path):
