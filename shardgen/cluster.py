@@ -79,10 +79,11 @@ class DaskExecutor(Executor):
         inner = self._executor.submit(run_task, fn, *args, key=key, **kwargs)
 
         def copy(done: Future) -> None:
+            error = None if done.cancelled() else done.exception()
             if done.cancelled():  # we never cancel a task the build still waits for: the cluster did
                 _settle(outer, error=WorkerError(LOST))
-            elif done.exception() is not None:
-                _settle(outer, error=translate_error(done.exception()))
+            elif error is not None:
+                _settle(outer, error=translate_error(error))
             else:
                 _settle(outer, result=done.result())
             with self._lock:
