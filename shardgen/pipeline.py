@@ -300,7 +300,7 @@ async def _build(sources, output, state, options, executor, inflight, chunk_size
         raise output_error(error, state) from None
 
     journal = Journal(state / JOURNAL_FILE) if output.is_local else RecordJournal(output.child(STATE_DIR))
-    done = _reusable_shards(output, plans, journal, options.dali_index)
+    done = await _reusable_shards(output, plans, journal, executor, loop, options.dali_index)
     reused = sum(name not in tally.sealed for name in done)
     todo = [shard for plan in plans.values() for shard in plan.shards if shard.name not in done]
     reporter.stage("render", sum(shard.count for shard in todo))
@@ -424,13 +424,14 @@ async def _gather_or_cancel(coroutines):
         raise
 
 
-def _reusable_shards(
-    output: Location, plans: dict[str, SplitPlan], journal, dali_index: bool = False
+async def _reusable_shards(
+    output: Location, plans: dict[str, SplitPlan], journal, executor, loop, dali_index: bool = False
 ) -> dict[str, ShardRecord]:
     """Journaled shards that are still there with their recorded size (and locally, sha256), and
-    their DALI index if the build writes them."""
+    their DALI index if the build writes them. Local shards are re-hashed on the workers, all at
+    once: the parent does no per-byte work, also when a resume finds hundreds of GB in place."""
     expected = {shard.name: shard for plan in plans.values() for shard in plan.shards}
-    found = {}
+    found, to_hash = {}, {}
     for name, record in journal.load().items():
         shard = expected.get(name)
         if shard is None or record.count != shard.count:
@@ -442,7 +443,15 @@ def _reusable_shards(
                 found[name] = record
             continue
         path = output.path(name)
-        if path.is_file() and path.stat().st_size == record.bytes and file_digest(path)[1] == record.sha256:
+        if path.is_file() and path.stat().st_size == record.bytes:
+            to_hash[name] = record
+    digests = await asyncio.gather(
+        *(submit_task(loop, executor, file_digest, output.path(name)) for name in to_hash), return_exceptions=True
+    )
+    for (name, record), digest in zip(to_hash.items(), digests):
+        if isinstance(digest, BaseException) and not isinstance(digest, OSError):
+            raise digest  # a broken pool, not a shard that changed
+        if not isinstance(digest, BaseException) and digest[1] == record.sha256:
             found[name] = record
     return found
 
