@@ -22,31 +22,45 @@ from isal import igzip_lib, isal_zlib
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 GRAYSCALE, TRUECOLOR = 0, 2  # IHDR colour types: one grey sample, or R, G, B samples a pixel
-# The deflate window, as a power of two. 4 bytes match only runs of one grey level or one RGB
-# pixel, as zlib's Z_RLE does: on sketches that is as small as OpenCV's files (a 32 KiB window gave
-# files 4% smaller on real sketch-rnn drawings but 15-60% larger on hard-edged or simple ones).
-WINDOW_BITS = 2
+# The deflate window, as a power of two, chosen by the build's --antialias. Antialiased edges repeat
+# from row to row, which only a 32 KiB window reaches: measured on real sketch-rnn drawings (omniglot,
+# kanji; 28-512 px; black, order, random and 3-channel colours) its files are 2-22% smaller than
+# OpenCV's (4% at 256 px, black). Hard-edged images are long runs of two levels, which a 4-byte
+# window matches as zlib's Z_RLE does (as small as OpenCV's files), while the long window made them
+# 4-86% larger. (The long window loses too on thick antialiased lines at small sizes, +6% at 8 px
+# lines on 64 px, and on shardgen's synthetic sample shapes, +2-13%.)
+ANTIALIASED_WINDOW_BITS = 15
+HARD_EDGED_WINDOW_BITS = 2
+# Bumped whenever the same pixels start to compress to other bytes: part of a build's identity.
+# 2: the window follows --antialias (was 4 bytes for every image).
+REVISION = 2
 
 
 def isal_level(compression: int) -> int:
     """ISA-L's level for ``--png-compression`` (zlib's 0-9 scale): 0 -> 0, 1-9 -> 1.
 
-    Level 0 is the fastest (~20% less time, files 1.6-2.6x larger). ISA-L's level 2 writes the same
-    bytes as level 1 with this window and its level 3 took 3x as long for files 13-22% larger, so
-    neither is used.
+    Level 0 is the fastest (~30% less time, files 1.1-2.1x larger). On real sketches at 256 px,
+    ISA-L's level 2 gave files within 0.2% of level 1's (the same bytes with the 4-byte window) and
+    its level 3 took 3x as long for files no smaller, so neither is used.
     """
     return min(compression, 1)
 
 
+def window_bits(antialias: bool) -> int:
+    """The deflate window (a power of two) for a build's images; see ``ANTIALIASED_WINDOW_BITS``."""
+    return ANTIALIASED_WINDOW_BITS if antialias else HARD_EDGED_WINDOW_BITS
+
+
 def encoder_version() -> str:
     """The encoder that makes the PNG bytes, for a build's identity and its manifest."""
-    return f"isal {isal.__version__} (ISA-L {isal.ISAL_VERSION})"
+    return f"shardgen png {REVISION}, isal {isal.__version__} (ISA-L {isal.ISAL_VERSION})"
 
 
-def encode_png(image: np.ndarray, compression: int = 1) -> bytes:
+def encode_png(image: np.ndarray, compression: int = 1, antialiased: bool = True) -> bytes:
     """Encode a uint8 image, (H, W) grayscale or (H, W, 3) in OpenCV's BGR order, as an 8-bit PNG.
 
-    ``compression`` is ``--png-compression`` (0-9; see ``isal_level``). PNG stores colour as
+    ``compression`` is ``--png-compression`` (0-9; see ``isal_level``); ``antialiased`` picks the
+    deflate window (see ``window_bits``), never the pixels. PNG stores colour as
     RGB, so a BGR image decodes with OpenCV to the same array and with Pillow to its RGB version,
     as with OpenCV's own encoder.
     """
@@ -66,7 +80,7 @@ def encode_png(image: np.ndarray, compression: int = 1) -> bytes:
     # width, height, bit depth, colour type, compression (deflate), filter method (adaptive), no interlace
     header = struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)
     level = isal_level(compression)
-    pixels = igzip_lib.compress(rows, level, igzip_lib.COMP_ZLIB, igzip_lib.MEM_LEVEL_DEFAULT, WINDOW_BITS)
+    pixels = igzip_lib.compress(rows, level, igzip_lib.COMP_ZLIB, igzip_lib.MEM_LEVEL_DEFAULT, window_bits(antialiased))
     return b"".join([SIGNATURE, _chunk(b"IHDR", header), _chunk(b"IDAT", pixels), _chunk(b"IEND", b"")])
 
 

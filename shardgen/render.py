@@ -278,7 +278,7 @@ def encode_image(image: np.ndarray, options: RenderOptions = RenderOptions()) ->
     if fmt == "npy":
         return encode_npy(cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if image.ndim == 3 else image)
     if fmt == "png" and options.png_encoder == "isal":
-        return png.encode_png(image, options.png_compression)
+        return png.encode_png(image, options.png_compression, options.antialias)
     if fmt == "png":
         params = [cv2.IMWRITE_PNG_COMPRESSION, options.png_compression, *OPENCV_PNG_PARAMS]
     elif fmt == "jpg":

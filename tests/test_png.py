@@ -156,12 +156,19 @@ def test_png_compression_maps_onto_isal_levels(compression, level):
     assert png.isal_level(compression) == level
 
 
-@pytest.mark.parametrize("antialias", [True, False])
-def test_files_are_no_larger_than_the_opencv_encoders(antialias):
-    """At 256 px, antialiased or hard-edged, the ISA-L files are no larger than OpenCV's (filter none, Z_RLE)."""
-    options = RenderOptions(antialias=antialias)
+def test_hard_edged_files_are_no_larger_than_the_opencv_encoders():
+    """At 256 px, hard-edged sketches (the 4-byte window) are no larger than OpenCV's (filter none, Z_RLE)."""
+    options = RenderOptions(antialias=False)
     rng = np.random.default_rng(2)
     images = [render_sketch(draw(shape, rng), options) for shape in SHAPES]
     ours = sum(len(encode_image(image, options)) for image in images)
-    opencv = RenderOptions(antialias=antialias, png_encoder="opencv")
+    opencv = RenderOptions(antialias=False, png_encoder="opencv")
     assert ours <= sum(len(encode_image(image, opencv)) for image in images)
+
+
+@pytest.mark.parametrize(("antialias", "window_info"), [(True, 7), (False, 0)])
+def test_the_deflate_window_follows_antialias(antialias, window_info):
+    """Antialiased images deflate with a 32 KiB window, hard-edged ones with the smallest (the zlib header says)."""
+    _, data = sketches(1, antialias)[0]
+    cmf = chunks(data)[1][1][0]  # the IDAT's zlib header: deflate (8), and log2(window) - 8 (7: 32 KiB, 0: 256 B)
+    assert (cmf & 0x0F, cmf >> 4) == (8, window_info)
