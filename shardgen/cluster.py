@@ -22,7 +22,7 @@ import threading
 import uuid
 from concurrent.futures import Executor, Future, InvalidStateError
 
-from .errors import OutputError, ShardgenError, UsageError, WorkerError
+from .errors import OutputError, ShardgenError, UsageError, WorkerError, reason
 from .location import Location
 
 CONNECT_TIMEOUT = 10  # seconds to reach the scheduler before giving up
@@ -42,8 +42,7 @@ def connect(address: str) -> DaskExecutor:
     try:
         client = Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise UsageError(f"cannot connect to the Dask scheduler at {address}: {reason}") from None
+        raise UsageError(f"cannot connect to the Dask scheduler at {address}: {reason(error)}") from None
     executor = DaskExecutor(client)
     if executor.threads == 0:
         executor.shutdown()
@@ -159,7 +158,7 @@ def probe(folder: Location, name: str, token: str) -> str | None:
     except FileNotFoundError:
         return "no such file or folder there"
     except Exception as error:  # noqa: BLE001 - whatever the reason, report it rather than fail the worker
-        return str(error).splitlines()[0] if str(error) else type(error).__name__
+        return reason(error)
     return None
 
 
@@ -190,5 +189,4 @@ def translate_error(error: BaseException) -> BaseException:
             "Dask workers died repeatedly while running one task (distributed.scheduler.allowed-failures "
             f"reached; out of memory? see the workers' logs); {RESUME}"
         )
-    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-    return WorkerError(f"the Dask cluster failed ({reason}); {RESUME}")
+    return WorkerError(f"the Dask cluster failed ({reason(error)}); {RESUME}")

@@ -11,7 +11,11 @@ from pathlib import Path
 
 
 class ShardgenError(Exception):
-    """Base of every expected failure; ``str()`` is the one-line message shown to users."""
+    """Base of every expected failure; ``str()`` is the one-line message shown to users.
+
+    ``exit_code`` is 1 where the build could not finish its work (output, workers, a failed verify)
+    and 2 where what was asked for is wrong (options, inputs, DST holding another build).
+    """
 
     exit_code = 1
 
@@ -71,19 +75,18 @@ class OutputLockedError(UsageError):
 class OutputError(ShardgenError):
     """DST cannot be written (no space, no permission, read-only filesystem)."""
 
-    exit_code = 1
-
 
 class WorkerError(ShardgenError):
     """A render worker died or failed while rendering a chunk."""
-
-    exit_code = 1
 
 
 class VerifyError(ShardgenError):
     """``shardgen verify`` found a build that does not match its manifest (corrupt, missing, extra)."""
 
-    exit_code = 1
+
+def reason(error: BaseException) -> str:
+    """The first line of an error's message, or its type when it has none: for one-line reports."""
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 class Interrupted(KeyboardInterrupt):

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .errors import InputError
+from .errors import InputError, reason
 from .reading import human_bytes, load_manifest, shard_samples, skip_location
 
 # Skipped sketches listed one by one up to this many; the rest are summed up.
@@ -30,9 +30,8 @@ def class_counts(dst: Path, manifest: dict, split: str) -> list[int]:
             for _, sample in shard_samples(Path(dst) / shard["file"]):
                 counts[int(sample["cls"])] += 1
         except (OSError, tarfile.TarError, ValueError, KeyError) as error:
-            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise InputError(
-                f"cannot count the classes of {shard['file']} ({reason}); run shardgen verify", dst
+                f"cannot count the classes of {shard['file']} ({reason(error)}); run shardgen verify", dst
             ) from None
     return [counts.get(i, 0) for i in range(len(manifest["classes"]))]
 

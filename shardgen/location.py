@@ -17,13 +17,13 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from . import atomic
-from .errors import InputError, OutputError, ShardgenError, UsageError
+from .errors import InputError, OutputError, ShardgenError, UsageError, reason
 
 # The extra that installs each protocol's fsspec backend.
 EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs"}
@@ -99,22 +99,20 @@ class Location:
         return fs, f"{root.rstrip('/')}/{name}" if name else root
 
     def exists(self, name: str = "") -> bool:
-        if self.is_local:
-            return self.path(name).exists()
-        fs, path = self._remote(name)
-        return fs.exists(path)
+        return self._test(name, Path.exists, "exists")
 
     def is_dir(self) -> bool:
-        if self.is_local:
-            return self.path().is_dir()
-        fs, path = self._remote("")
-        return fs.isdir(path)
+        return self._test("", Path.is_dir, "isdir")
 
     def is_file(self) -> bool:
+        return self._test("", Path.is_file, "isfile")
+
+    def _test(self, name: str, local: Callable[[Path], bool], remote: str) -> bool:
+        """``local(path)`` on a local folder, the fsspec method named ``remote`` on a URL."""
         if self.is_local:
-            return self.path().is_file()
-        fs, path = self._remote("")
-        return fs.isfile(path)
+            return local(self.path(name))
+        fs, path = self._remote(name)
+        return getattr(fs, remote)(path)
 
     def list(self, files_only: bool = True) -> list[str]:
         """Names of the files (or of every entry) directly in this folder, sorted; none if it is missing."""
@@ -226,11 +224,6 @@ _STORAGE_PACKAGES = ("botocore", "aiobotocore", "aiohttp", "s3fs", "gcsfs", "goo
 def is_storage_error(error: BaseException) -> bool:
     """Whether ``error`` came from reaching storage (a refused connection, bad credentials, ...)."""
     return isinstance(error, OSError) or type(error).__module__.split(".")[0] in _STORAGE_PACKAGES
-
-
-def reason(error: BaseException) -> str:
-    """The first line of an error's message, or its type when it has none."""
-    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 def storage_error(error: Exception, target: str | Path, doing: str) -> OutputError:

@@ -27,7 +27,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from .errors import InputError, UnsafePickleError
+from .errors import InputError, UnsafePickleError, reason
 
 try:  # numpy >= 2 moved the implementation modules to numpy._core
     from numpy._core import multiarray as _multiarray
@@ -363,7 +363,6 @@ def read_npz(path: Path, keys: list[str] | None = None) -> dict[str, np.ndarray]
         raise InputError("not a valid .npz (zip) file", path) from None
     except READ_ERRORS as error:
         # Truncated or crafted members surface as any of these from zipfile, numpy or pickle.
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         where = f"{key}: " if key else ""
-        raise InputError(f"{where}cannot read .npz: {reason}", path) from None
+        raise InputError(f"{where}cannot read .npz: {reason(error)}", path) from None
     return arrays

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from . import atomic
-from .errors import InputError, UsageError
+from .errors import InputError, UsageError, reason
 from .reading import decode_image, load_manifest, shard_samples
 from .write import output_error
 
@@ -72,9 +72,8 @@ def pick_samples(dst: Path, manifest: dict, split: str, count: int) -> list[tupl
                 if total >= count:
                     break
         except SHARD_ERRORS as error:
-            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise InputError(
-                f"cannot read {shard['file']} ({reason}); shardgen verify tells what is wrong", dst
+                f"cannot read {shard['file']} ({reason(error)}); shardgen verify tells what is wrong", dst
             ) from None
         if total >= count:
             break

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError, UsageError
-from .location import Location, is_storage_error, is_url, reason
+from .errors import InputError, UsageError, reason
+from .location import Location, is_storage_error, is_url
 from .npz import object_array, read_npz
 
 SPLITS = ("train", "valid", "test")

@@ -190,11 +190,17 @@ def summary(result: BuildResult) -> dict:
     }
 
 
+def _printed_as_json(data: dict, as_json: bool) -> bool:
+    """With ``--json``, print ``data`` as indented JSON on stdout instead of the table."""
+    if as_json:
+        print(json.dumps(data, indent=2))
+    return as_json
+
+
 def print_summary(result: BuildResult, as_json: bool = False) -> None:
     """A small table per split, then totals and the rate, on stdout (or the same as JSON)."""
     data = summary(result)
-    if as_json:
-        print(json.dumps(data, indent=2))
+    if _printed_as_json(data, as_json):
         return
     rows = [
         (split, f"{s['images']:,}", f"{s['shards']:,}", human_bytes(s["bytes"]), f"{s['skipped']:,}", f"{s['blank']:,}")
@@ -258,8 +264,7 @@ def plan_summary(plan: BuildPlan) -> dict:
 def print_plan(plan: BuildPlan, as_json: bool = False) -> None:
     """What a build would write, without having written it (``--dry-run``)."""
     data = plan_summary(plan)
-    if as_json:
-        print(json.dumps(data, indent=2))
+    if _printed_as_json(data, as_json):
         return
     console = Console(file=sys.stdout, highlight=False)
     names = ", ".join(plan.classes[:8]) + (f", ... ({len(plan.classes) - 8} more)" if len(plan.classes) > 8 else "")

@@ -6,15 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from shardgen.sample import write_samples
+from tests.helpers import sample_folder
 
 
 @pytest.fixture(scope="session")
 def sample_src(tmp_path_factory) -> Path:
     """Four categories, 60 sketches in each of train/valid/test."""
-    src = tmp_path_factory.mktemp("npz")
-    write_samples(src, categories=4, per_split=60, seed=1)
-    return src
+    return sample_folder(tmp_path_factory, "npz", categories=4, per_split=60, seed=1)
 
 
 @pytest.fixture(scope="session")
@@ -25,8 +23,7 @@ def small_build(tmp_path_factory) -> Path:
     from shardgen.pipeline import BuildOptions, build
     from shardgen.render import RenderOptions
 
-    src = tmp_path_factory.mktemp("small-npz")
-    write_samples(src, categories=3, per_split=20, seed=2)
+    src = sample_folder(tmp_path_factory, "small-npz", categories=3, per_split=20, seed=2)
     dst = tmp_path_factory.mktemp("small-build")
     build(src, dst, BuildOptions(render=RenderOptions(size=32), shard_size=10), procs=1)
     return dst

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from shardgen.reading import shard_samples
+from shardgen.sample import write_samples
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -69,6 +70,13 @@ def shard_bytes(dst: Path) -> dict[str, bytes]:
 def published_files(dst: Path) -> dict[str, bytes]:
     """Every file a build publishes in DST (shards, manifest, wids indexes), by name."""
     return {p.name: p.read_bytes() for p in sorted(Path(dst).iterdir()) if p.is_file()}
+
+
+def sample_folder(tmp_path_factory, name: str, *, categories: int, per_split: int, seed: int) -> Path:
+    """A fresh temp folder of ``shardgen sample`` .npz files (for module- and session-scoped fixtures)."""
+    src = tmp_path_factory.mktemp(name)
+    write_samples(src, categories=categories, per_split=per_split, seed=seed)
+    return src
 
 
 def write_npz(path: Path, **arrays: np.ndarray) -> Path:
@@ -182,10 +190,23 @@ def wait_for(condition, process: subprocess.Popen, timeout: float = 120) -> None
             out, err = process.communicate()
             raise AssertionError(f"process ended ({process.returncode}) before the awaited moment:\n{err}")
         if time.monotonic() > deadline:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()
+            kill_group(process)
             raise AssertionError("timed out waiting for the build to reach the awaited moment")
         time.sleep(0.05)
+
+
+def kill_group(process: subprocess.Popen, signum: int = signal.SIGKILL) -> None:
+    """Signal ``process``'s whole group (the build, its fork server, its workers) and reap it."""
+    os.killpg(process.pid, signum)
+    process.communicate()
+
+
+def kill_build_at(src: Path, dst: Path, point: str, n: int, marker: Path) -> None:
+    """Start ``shardgen build SRC DST`` and SIGKILL its process group at the ``n``th pass of crash point ``point``."""
+    fault = f"stop:at={point},n={n},marker={marker}"
+    process = start_cli("build", src, dst, *BUILD_ARGS, env={"SHARDGEN_FAULT": fault})
+    wait_for(marker.exists, process)
+    kill_group(process)
 
 
 def leftovers(dst: Path) -> list[str]:

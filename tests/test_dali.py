@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import shutil
 import tarfile
@@ -13,8 +14,7 @@ from shardgen import tar
 from shardgen.dali import index_name, index_path, index_text, member_offsets
 from shardgen.pipeline import BuildOptions, build
 from shardgen.render import RenderOptions
-from shardgen.sample import write_samples
-from tests.helpers import BUILD_ARGS, run_cli
+from tests.helpers import BUILD_ARGS, run_cli, sample_folder
 
 # The line format DALI's reader parses (webdataset_loader.cc, ParseIndexFile): "v1.2 SAMPLES", then
 # per sample "EXT OFFSET SIZE NAME" for each member, single spaces, one sample a line.
@@ -25,18 +25,13 @@ SAMPLE = re.compile(rf"{COMPONENT}( {COMPONENT})*\n")
 
 def wds2idx(path) -> str:
     """What DALI's ``tools/wds2idx.py`` writes for the archive at ``path`` (its tarfile code path)."""
-    samples: list[list[str]] = []
-    last = None
     with tarfile.open(path) as archive:
-        for member in archive:
-            if not member.isreg():
-                continue
-            key, ext = member.name.split(".", 1)
-            if key != last:
-                samples.append([])
-                last = key
-            samples[-1].append(f"{ext} {member.offset_data} {member.size} {member.name}")
-    return f"v1.2 {len(samples)}\n" + "".join(" ".join(s) + "\n" for s in samples)
+        members = [member for member in archive if member.isreg()]
+    by_key = itertools.groupby(members, key=lambda member: member.name.split(".", 1)[0])
+    lines = [
+        " ".join(f"{m.name.split('.', 1)[1]} {m.offset_data} {m.size} {m.name}" for m in group) for _, group in by_key
+    ]
+    return f"v1.2 {len(lines)}\n" + "".join(line + "\n" for line in lines)
 
 
 def assert_dali_format(text: str) -> None:
@@ -79,9 +74,7 @@ OPTIONS = BuildOptions(render=RenderOptions(size=16, strokes=True), shard_size=1
 
 @pytest.fixture(scope="module")
 def dali_src(tmp_path_factory) -> Path:
-    src = tmp_path_factory.mktemp("dali-npz")
-    write_samples(src, categories=3, per_split=9, seed=4)
-    return src
+    return sample_folder(tmp_path_factory, "dali-npz", categories=3, per_split=9, seed=4)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 
 from shardgen.pipeline import BuildOptions, build
 from shardgen.render import RenderOptions
-from shardgen.sample import write_samples
+from tests.helpers import sample_folder
 
 # sha256 of every file a build writes at DST's top level (shards, wids indexes, manifest, card), for the
 # build below. A change that alters output bytes on purpose (an encoder change, a new manifest
@@ -38,9 +38,7 @@ OPTIONS = BuildOptions(render=RenderOptions(size=32), shard_size=16, seed=3)
 
 @pytest.fixture(scope="module")
 def pinned_src(tmp_path_factory):
-    src = tmp_path_factory.mktemp("identity-npz")
-    write_samples(src, categories=3, per_split=20, seed=7)
-    return src
+    return sample_folder(tmp_path_factory, "identity-npz", categories=3, per_split=20, seed=7)
 
 
 @pytest.mark.slow

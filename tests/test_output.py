@@ -18,7 +18,17 @@ from shardgen.npz import object_array
 from shardgen.output import locked, record_outputs
 from shardgen.pipeline import BuildOptions, build
 from shardgen.render import RenderOptions
-from tests.helpers import BUILD_ARGS, ROOT, run_cli, shard_bytes, start_cli, wait_for, write_npz
+from tests.helpers import (
+    BUILD_ARGS,
+    ROOT,
+    kill_build_at,
+    kill_group,
+    run_cli,
+    shard_bytes,
+    start_cli,
+    wait_for,
+    write_npz,
+)
 
 OPTIONS = BuildOptions(render=RenderOptions(size=32), shard_size=100, splits=("valid",))
 OTHER = BuildOptions(render=RenderOptions(size=32), shard_size=240, splits=("valid",))
@@ -134,8 +144,7 @@ def test_second_build_into_the_same_folder_is_refused_naming_the_first(sample_sr
         wait_for((dst / ".shardgen" / "owner.json").exists, first)
         second = run_cli("build", sample_src, dst, *BUILD_ARGS)
     finally:
-        os.killpg(first.pid, signal.SIGKILL)
-        first.communicate()
+        kill_group(first)
     lines = second.stderr.strip().splitlines()
     assert second.returncode == 2 and len(lines) == 1, second.stderr
     assert f"another shardgen build is writing here (pid {first.pid}: shardgen build" in lines[0]
@@ -144,12 +153,8 @@ def test_second_build_into_the_same_folder_is_refused_naming_the_first(sample_sr
 @pytest.mark.slow
 def test_build_killed_by_sigkill_leaves_no_lock(sample_src, reference_build, tmp_path):
     """kill -9 of a running build, then the same command: it runs (no stale lock) and finishes the build."""
-    dst, marker = tmp_path / "out", tmp_path / "reached"
-    fault = f"stop:at=append,n=3,marker={marker}"
-    first = start_cli("build", sample_src, dst, *BUILD_ARGS, env={"SHARDGEN_FAULT": fault})
-    wait_for(marker.exists, first)
-    os.killpg(first.pid, signal.SIGKILL)
-    first.communicate()
+    dst = tmp_path / "out"
+    kill_build_at(sample_src, dst, "append", 3, tmp_path / "reached")
     rerun = run_cli("build", sample_src, dst, *BUILD_ARGS)
     assert rerun.returncode == 0, rerun.stderr
     assert shard_bytes(dst) == shard_bytes(reference_build)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -14,7 +13,7 @@ from shardgen import faults, png
 from shardgen.errors import OptionsChangedError
 from shardgen.pipeline import BuildOptions, build
 from shardgen.render import RenderOptions
-from tests.helpers import BUILD_ARGS, leftovers, run_cli, shard_bytes, start_cli, wait_for
+from tests.helpers import BUILD_ARGS, kill_build_at, leftovers, run_cli, shard_bytes
 
 
 def journaled(dst) -> set[str]:
@@ -34,12 +33,8 @@ KILL_POINTS = [("ingest", 1), ("append", 8), ("rename", 2), ("journal", 1)]
 @pytest.mark.parametrize(("point", "n"), KILL_POINTS, ids=[p for p, _ in KILL_POINTS])
 def test_sigkill_at_any_moment_then_rerun_gives_identical_shards(sample_src, reference_build, tmp_path, point, n):
     """SIGKILL of the whole process group at a crash point, then the same command: same bytes, nothing left over."""
-    dst, marker = tmp_path / "out", tmp_path / "reached"
-    fault = f"stop:at={point},n={n},marker={marker}"
-    process = start_cli("build", sample_src, dst, *BUILD_ARGS, env={"SHARDGEN_FAULT": fault})
-    wait_for(marker.exists, process)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.communicate()
+    dst = tmp_path / "out"
+    kill_build_at(sample_src, dst, point, n, tmp_path / "reached")
     if point == "append":
         assert list((dst / ".shardgen" / "parts").iterdir()), "the kill should have caught chunk fragments"
     if point == "rename":
