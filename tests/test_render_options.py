@@ -102,20 +102,6 @@ def test_order_colour_with_3_channels_is_a_colour_ramp():
     assert first.max() - first.min() > 10 and second.max() - second.min() > 10  # not grey
 
 
-def test_bad_option_values_name_the_option():
-    """Out-of-range options are refused with a message naming them."""
-    for options, name in [
-        (dict(padding=0.5), "padding"),
-        (dict(line_width=0), "line width"),
-        (dict(channels=2), "channels"),
-        (dict(color="blue"), "color"),
-        (dict(format="gif"), "format"),
-        (dict(quality=0), "quality"),
-    ]:
-        with pytest.raises(ValueError, match=name):
-            RenderOptions(**options).check()
-
-
 @pytest.fixture(scope="module")
 def house_src(tmp_path_factory):
     """One category of three-stroke houses (the sample generator's 'house' shape)."""
