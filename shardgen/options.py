@@ -36,7 +36,9 @@ class Flag:
 
     names: tuple[str, ...]  # "--size", or "--antialias/--no-antialias", and any short name
     help: str
-    show_default: bool | str = True  # text for a default that stands for something (None: "all cores")
+    # Text for a default that stands for something (None: "all cores"); a switch that is off
+    # unless given shows "off" (see cli.switch).
+    show_default: bool | str = True
     # For a field the command line gives as text ("train,valid"): text -> value. Left out or
     # empty, the field keeps its default.
     parse: Callable[[Any], Any] | None = None
@@ -55,8 +57,8 @@ def cli_fields(cls: type) -> Iterator[tuple[str, Any, Any, Flag]]:
     the fields of nested options (``BuildOptions.render``) in their place."""
     hints = get_type_hints(cls)
     for f in fields(cls):
-        if _nested(f):
-            yield from cli_fields(hints[f.name])
+        if (nested := _nested(f)) is not None:
+            yield from cli_fields(nested)
         elif "cli" in f.metadata:
             yield f.name, hints[f.name], f.default, f.metadata["cli"]
 
@@ -66,8 +68,8 @@ def from_values(cls: type[T], values: Mapping[str, Any]) -> T:
     given: dict[str, Any] = {}
     for f in fields(cls):  # type: ignore[arg-type]  # cls is an options dataclass
         flag = f.metadata.get("cli")
-        if _nested(f):
-            given[f.name] = from_values(get_type_hints(cls)[f.name], values)
+        if (nested := _nested(f)) is not None:
+            given[f.name] = from_values(nested, values)
         elif flag is not None and flag.parse is None:
             given[f.name] = values[f.name]
         elif flag is not None and values[f.name]:
@@ -75,8 +77,10 @@ def from_values(cls: type[T], values: Mapping[str, Any]) -> T:
     return cls(**given)
 
 
-def _nested(f: Field) -> bool:
-    return is_dataclass(f.default_factory)
+def _nested(f: Field) -> type | None:
+    """The options class of a field that holds options (``BuildOptions.render``), else None."""
+    factory = f.default_factory
+    return factory if isinstance(factory, type) and is_dataclass(factory) else None
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -105,6 +109,11 @@ def _at_least_one(flag: str, value: int | None, hint: str = "") -> None:
         raise UsageError(f"{flag} must be at least 1, got {value}{hint}")
 
 
+def check_procs(procs: int | None) -> None:
+    """The check of every command's ``--procs``: None (every core) or at least 1."""
+    _at_least_one("--procs", procs, "; leave it out to use every core")
+
+
 def _one_of(flag: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise UsageError(f"{flag} must be one of {', '.join(choices)}, got {value!r}")
@@ -122,7 +131,7 @@ class RenderOptions:
         0.05, "--padding", help="Margin around the drawing, as a fraction of the size."
     )
     antialias: bool = option(True, "--antialias/--no-antialias", help="Smooth or hard-edged lines.")
-    invert: bool = option(False, "--invert", help="White ink on black instead of black on white.", show_default="off")
+    invert: bool = option(False, "--invert", help="White ink on black instead of black on white.")
     channels: int = option(1, "--channels", help="1 (grayscale) or 3 (colour).")
     color: str = option(
         "black",
@@ -146,7 +155,7 @@ class RenderOptions:
         help="For scripts/bench only: opencv is the png encoder shardgen used before ISA-L.",
     )
     strokes: bool = option(  # the sketch's stroke-3 array beside the image (KEY.strokes.npy)
-        False, "--with-strokes", help="Also store each sketch's stroke-3 array as KEY.strokes.npy.", show_default="off"
+        False, "--with-strokes", help="Also store each sketch's stroke-3 array as KEY.strokes.npy."
     )
 
     @property
@@ -205,7 +214,7 @@ class DrawingOptions:
         parse=_fractions,
     )
     recognized_only: bool = option(
-        False, "--recognized-only", help="QuickDraw files: keep only drawings the game recognized.", show_default="off"
+        False, "--recognized-only", help="QuickDraw files: keep only drawings the game recognized."
     )
     countries: tuple[str, ...] | None = option(  # keep only these country codes
         None,
@@ -271,7 +280,7 @@ class BuildOptions:
         "skip: skip both; fail: stop at the first of either.",
     )
     dali_index: bool = option(  # also write {shard}.idx, the index NVIDIA DALI's webdataset reader takes
-        False, "--dali-index", help="Also write SHARD.idx for NVIDIA DALI's webdataset reader.", show_default="off"
+        False, "--dali-index", help="Also write SHARD.idx for NVIDIA DALI's webdataset reader."
     )
 
     def check(self) -> None:
@@ -348,10 +357,9 @@ class RunOptions:
         False,
         "--overwrite",
         help="Replace a build in DST made with other inputs or options (deletes only files shardgen wrote).",
-        show_default="off",
     )
 
     def check(self) -> None:
         """Raise ``UsageError`` naming the first option that is out of range."""
-        _at_least_one("--procs", self.procs, "; leave it out to use every core")
+        check_procs(self.procs)
         _at_least_one("--chunk-size", self.chunk_size, "; leave it out for the default")
