@@ -11,8 +11,8 @@ import pytest
 
 from shardgen import tar
 from shardgen.dali import index_name, index_path, index_text, member_offsets
-from shardgen.pipeline import BuildOptions, build
-from shardgen.render import RenderOptions
+from shardgen.options import BuildOptions, RenderOptions
+from shardgen.pipeline import build
 from shardgen.sample import write_samples
 from tests.helpers import BUILD_ARGS, run_cli
 

@@ -11,8 +11,9 @@ import pytest
 
 from shardgen import png
 from shardgen.npz import object_array
-from shardgen.pipeline import BuildOptions, build
-from shardgen.render import RenderOptions, render_sketch
+from shardgen.options import BuildOptions, RenderOptions
+from shardgen.pipeline import build
+from shardgen.render import render_sketch
 from tests.helpers import read_split, run_cli, shard_bytes, write_npz
 
 # Two separate horizontal bars: stroke 0 on top, stroke 1 at the bottom.

@@ -6,7 +6,8 @@ from collections import Counter
 
 import pytest
 
-from shardgen.formats.select import DrawingOptions, assign_split, rejection
+from shardgen.formats.select import assign_split, rejection
+from shardgen.options import DrawingOptions
 
 IDS = [str(5_000_000_000_000_000 + 7919 * n) for n in range(10_000)]
 
