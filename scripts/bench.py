@@ -225,7 +225,7 @@ def _user_imencode(image, _options) -> bytes:
 
 def bound_encoder(encoder: str, size: int):
     """(RenderOptions, encode function or None for ``encode_image``) of a ``BOUND_ENCODERS`` entry."""
-    from shardgen.render import RenderOptions
+    from shardgen.options import RenderOptions
 
     options = RenderOptions(size=size, png_encoder="opencv" if encoder == "opencv" else "isal")
     return options, _user_imencode if encoder == "cv2-defaults" else None
@@ -259,7 +259,7 @@ def child_baseline(src: str, dst: str, procs: int, size: int, shard_size: int) -
     import numpy as np
     import webdataset as wds
 
-    from shardgen.render import RenderOptions
+    from shardgen.options import RenderOptions
 
     options = RenderOptions(size=size)
     sketches = load_sketches(Path(src))
@@ -604,7 +604,8 @@ def child_ceiling(src: str, dst: str, procs: int, image_bytes: int, chunk: str) 
     import resource
 
     os.environ["SHARDGEN_BENCH_CONSTANT_IMAGE"] = str(image_bytes)
-    from shardgen.pipeline import BuildOptions, build
+    from shardgen.options import BuildOptions
+    from shardgen.pipeline import build
 
     before, started = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     chunk_size = None if chunk == "auto" else int(chunk)

@@ -12,16 +12,16 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "BuildOptions": "pipeline",
+    "BuildOptions": "options",
     "BuildPlan": "dryrun",
     "BuildResult": "pipeline",
-    "DrawingOptions": "formats.select",
+    "DrawingOptions": "options",
     "InputError": "errors",
     "Interrupted": "errors",
     "OptionsChangedError": "errors",
     "OutputError": "errors",
     "OutputLockedError": "errors",
-    "RenderOptions": "render",
+    "RenderOptions": "options",
     "Reporter": "pipeline",
     "ShardgenError": "errors",
     "SketchError": "errors",
@@ -72,10 +72,10 @@ if TYPE_CHECKING:  # explicit imports for type checkers and readers
         VerifyError,
         WorkerError,
     )
-    from .formats.select import DrawingOptions
     from .npz import read_npz
-    from .pipeline import BuildOptions, BuildResult, Reporter, build
+    from .options import BuildOptions, DrawingOptions, RenderOptions
+    from .pipeline import BuildResult, Reporter, build
     from .read import category_name, discover, validate_sketch
-    from .render import RenderOptions, encode_image, render_sketch
+    from .render import encode_image, render_sketch
     from .sample import write_samples
     from .verify import VerifyResult, verify

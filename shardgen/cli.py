@@ -6,14 +6,18 @@ Heavy modules (numpy, OpenCV, webdataset) are imported inside the commands so ``
 from __future__ import annotations
 
 import functools
+import inspect
 import os
+from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
 from . import __version__
 from .errors import ShardgenError
+from .options import BuildOptions, Flag, RunOptions, check_procs, cli_fields, from_values
 
 app = typer.Typer(
     help=(
@@ -51,6 +55,11 @@ def reports_errors(command):
     return wrapper
 
 
+def switch(*names: str, help: str) -> Any:
+    """A flag that is off unless given; its help says so ("[default: (off)]")."""
+    return typer.Option(False, *names, help=help, show_default="off")
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"shardgen {__version__}")
@@ -79,12 +88,7 @@ def sample(
         help="npz (sketch-rnn), ndjson (QuickDraw simplified), ndjson-raw (with times), bin (Google's binary) "
         "or csv (Kaggle); the QuickDraw formats hold every split in one file, fitted into 0-255.",
     ),
-    fit: bool = typer.Option(
-        False,
-        "--fit",
-        help="npz only: fit the drawings into 0-255 like the QuickDraw formats (same points).",
-        show_default="off",
-    ),
+    fit: bool = switch("--fit", help="npz only: fit the drawings into 0-255 like the QuickDraw formats (same points)."),
 ) -> None:
     """Write synthetic sketches in the exact sketch-rnn .npz format or a QuickDraw one (for demos and tests)."""
     from .errors import UsageError
@@ -104,8 +108,40 @@ def sample(
         typer.echo(f"wrote {len(paths)} categories x {3 * per_split} drawings ({file_format}) to {dst}")
 
 
+def with_options(*classes: type) -> Callable[[Callable], Callable]:
+    """Give a command one option per field of the options ``classes`` (see ``options.Flag``), after
+    its arguments; the command receives their values in ``**values``.
+
+    typer reads a command's parameters with ``inspect.signature`` and their types with
+    ``get_type_hints``, so both are set here.
+    """
+
+    def decorate(command: Callable) -> Callable:
+        own = list(inspect.signature(command, eval_str=True).parameters.values())
+        arguments = [p for p in own if isinstance(p.default, typer.models.ArgumentInfo)]
+        derived = [_parameter(*spec) for cls in classes for spec in cli_fields(cls)]
+        rest = [p for p in own[len(arguments) :] if p.kind is not p.VAR_KEYWORD]
+        command.__signature__ = inspect.Signature([*arguments, *derived, *rest])  # type: ignore[attr-defined]
+        command.__annotations__ = {**command.__annotations__, **{p.name: p.annotation for p in derived}}
+        return command
+
+    return decorate
+
+
+def _parameter(name: str, hint: Any, default: Any, flag: Flag) -> inspect.Parameter:
+    """The typer option of one options field; a field given as text reads text (None: the default)."""
+    if flag.parse is not None:
+        hint, default = (list[str] if flag.repeat else Optional[str]), None
+    shown = "off" if default is False else flag.show_default  # as `switch` shows it
+    option = typer.Option(
+        default, *flag.names, help=flag.help, show_default=shown, metavar=flag.metavar, hidden=flag.hidden
+    )
+    return inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=option, annotation=hint)
+
+
 @app.command()
 @reports_errors
+@with_options(RunOptions, BuildOptions)
 def build(
     src: str = typer.Argument(
         ...,
@@ -115,173 +151,24 @@ def build(
     dst: str = typer.Argument(
         ..., help="Output folder for shards, manifest.json and wids indexes, or an fsspec URL (s3://bucket/shards)."
     ),
-    procs: Optional[int] = typer.Option(
-        None,
-        "--procs",
-        "-p",
-        help="Worker processes (with --scheduler: tasks in flight).",
-        show_default="all cores (with --scheduler: the cluster's threads)",
-    ),
-    scheduler: Optional[str] = typer.Option(
-        None,
-        "--scheduler",
-        metavar="ADDRESS",
-        help="Render on the Dask cluster whose scheduler is at ADDRESS (tcp://host:8786) instead of local "
-        "processes; needs shardgen[dask].",
-        show_default="local processes",
-    ),
-    storage_option: list[str] = typer.Option(
-        [],
-        "--storage-option",
-        metavar="KEY=VALUE",
-        help="KEY=VALUE passed to fsspec for URLs (repeatable; JSON values such as true or 3 are parsed), "
-        "e.g. endpoint_url=http://127.0.0.1:9000.",
-        show_default="none",
-    ),
-    work_dir: Optional[Path] = typer.Option(
-        None,
-        "--work-dir",
-        help="With DST a URL: local folder for the packed store, plan and chunk fragments (a shared "
-        "filesystem with --scheduler).",
-        show_default="a folder under the system temp dir, named after DST",
-    ),
-    size: int = typer.Option(256, "--size", help="Image width and height in pixels."),
-    line_width: Optional[float] = typer.Option(
-        None, "--line-width", help="Stroke width in pixels (rounded to whole pixels).", show_default="2.5% of size"
-    ),
-    padding: float = typer.Option(0.05, "--padding", help="Margin around the drawing, as a fraction of the size."),
-    antialias: bool = typer.Option(True, "--antialias/--no-antialias", help="Smooth or hard-edged lines."),
-    invert: bool = typer.Option(
-        False, "--invert", help="White ink on black instead of black on white.", show_default="off"
-    ),
-    channels: int = typer.Option(1, "--channels", help="1 (grayscale) or 3 (colour)."),
-    color: str = typer.Option(
-        "black",
-        "--color",
-        help="black; random: each stroke its own colour (seeded by --seed and the sample key); "
-        "order: stroke order as intensity, first strokes darkest (a colour ramp with --channels 3); "
-        "time: each point by its time in the drawing (raw QuickDraw ndjson/CSV only).",
-    ),
-    image_format: str = typer.Option("png", "--format", help="png, jpg, webp or npy (raw uint8 array)."),
-    quality: int = typer.Option(90, "--quality", help="jpg/webp quality, 1-100 (both are lossy)."),
-    png_compression: int = typer.Option(
-        1,
-        "--png-compression",
-        help="png compression 0-9, mapped onto ISA-L's levels: 0 -> 0 (fastest, larger files), 1-9 -> 1 "
-        "(ISA-L's 2 and 3 give no smaller sketches); does not change pixels.",
-    ),
-    png_encoder: str = typer.Option(
-        "isal",
-        "--png-encoder",
-        hidden=True,
-        help="For scripts/bench only: opencv is the png encoder shardgen used before ISA-L.",
-    ),
-    with_strokes: bool = typer.Option(
-        False, "--with-strokes", help="Also store each sketch's stroke-3 array as KEY.strokes.npy.", show_default="off"
-    ),
-    shard_size: int = typer.Option(
-        10_000, "--shard-size", help="Most samples per shard; shards are cut to near-equal sizes."
-    ),
-    splits: Optional[str] = typer.Option(
-        None, "--splits", help="Comma-separated splits to build, e.g. train,valid.", show_default="every split present"
-    ),
-    limit: Optional[int] = typer.Option(
-        None, "--limit", help="At most N sketches per category and split (quick runs).", show_default="no limit"
-    ),
-    seed: int = typer.Option(0, "--seed", help="Seed of the cross-category shuffle (and random colours)."),
-    split_ratio: Optional[str] = typer.Option(
-        None,
-        "--split-ratio",
-        help="QuickDraw files: TRAIN,VALID,TEST fractions, e.g. 0.9,0.05,0.05, assigned by a seeded hash of key_id.",
-        show_default="all in train",
-    ),
-    recognized_only: bool = typer.Option(
-        False, "--recognized-only", help="QuickDraw files: keep only drawings the game recognized.", show_default="off"
-    ),
-    countries: Optional[str] = typer.Option(
-        None, "--countries", help="QuickDraw files: keep only these country codes, e.g. US,GB.", show_default="all"
-    ),
-    shuffle: bool = typer.Option(
-        True, "--shuffle/--no-shuffle", help="Mix categories across shards, or keep source order."
-    ),
-    on_error: str = typer.Option(
-        "skip-sketches",
-        "--on-error",
-        help="skip-sketches: list invalid sketches and go on, stop on an unreadable file; "
-        "skip: skip both; fail: stop at the first of either.",
-    ),
-    dali_index: bool = typer.Option(
-        False, "--dali-index", help="Also write SHARD.idx for NVIDIA DALI's webdataset reader.", show_default="off"
-    ),
-    overwrite: bool = typer.Option(
-        False,
-        "--overwrite",
-        help="Replace a build in DST made with other inputs or options (deletes only files shardgen wrote).",
-        show_default="off",
-    ),
-    chunk_size: Optional[int] = typer.Option(
-        None,
-        "--chunk-size",
-        help="Samples per worker task (does not change the output).",
-        show_default="256-4096, about 8 tasks a worker",
-    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar on stderr."),
-    dry_run: bool = typer.Option(
-        False,
-        "--dry-run",
-        help="Read the inputs and print the plan (counts, shards, size); render nothing.",
-        show_default="off",
+    dry_run: bool = switch(
+        "--dry-run", help="Read the inputs and print the plan (counts, shards, size); render nothing."
     ),
-    as_json: bool = typer.Option(
-        False, "--json", help="Print the summary (or plan) as JSON on stdout, for scripts.", show_default="off"
-    ),
-    quiet: bool = typer.Option(
-        False, "--quiet", "-q", help="Print only warnings and errors (no progress, no summary).", show_default="off"
-    ),
-    verbose: bool = typer.Option(
-        False, "--verbose", "-v", help="Also log each shard as it is written, with timings.", show_default="off"
-    ),
+    as_json: bool = switch("--json", help="Print the summary (or plan) as JSON on stdout, for scripts."),
+    quiet: bool = switch("--quiet", "-q", help="Print only warnings and errors (no progress, no summary)."),
+    verbose: bool = switch("--verbose", "-v", help="Also log each shard as it is written, with timings."),
+    **values: Any,
 ) -> None:
     """Render every sketch in SRC into WebDataset tar shards in DST (resumes an interrupted build)."""
     from .dryrun import plan_build
     from .errors import UsageError
-    from .formats.select import ALL_TRAIN, DrawingOptions
-    from .location import is_url, parse_storage_options
-    from .pipeline import BuildOptions
+    from .location import is_url
     from .pipeline import build as run_build
-    from .render import RenderOptions
     from .report import NORMAL, QUIET, VERBOSE, ProgressReporter, print_plan, print_summary
 
-    options = BuildOptions(
-        render=RenderOptions(
-            size=size,
-            line_width=line_width,
-            padding=padding,
-            antialias=antialias,
-            invert=invert,
-            channels=channels,
-            color=color,
-            format=image_format,
-            quality=quality,
-            png_compression=png_compression,
-            png_encoder=png_encoder,
-            strokes=with_strokes,
-        ),
-        shard_size=shard_size,
-        splits=tuple(s.strip() for s in splits.split(",") if s.strip()) if splits else None,
-        limit=limit,
-        seed=seed,
-        shuffle=shuffle,
-        on_error=on_error,
-        drawings=DrawingOptions(
-            split_ratio=_fractions(split_ratio) if split_ratio else ALL_TRAIN,
-            recognized_only=recognized_only,
-            countries=tuple(c.strip().upper() for c in countries.split(",") if c.strip()) if countries else None,
-        ),
-        dali_index=dali_index,
-    )
-    if procs is not None and procs < 1:
-        raise UsageError(f"--procs must be at least 1, got {procs}; leave it out to use every core")
+    options, run = from_values(BuildOptions, values), from_values(RunOptions, values)
+    run.check()
     if quiet and verbose:
         raise UsageError("--quiet and --verbose contradict each other; pass one of them")
     verbosity = QUIET if quiet else VERBOSE if verbose else NORMAL
@@ -296,29 +183,9 @@ def build(
             print_plan(plan, as_json=as_json)
         return
     with ProgressReporter(enabled=progress, verbosity=verbosity) as reporter:
-        result = run_build(
-            src,
-            dst,
-            options,
-            procs=procs,
-            scheduler=scheduler,
-            storage_options=parse_storage_options(storage_option),
-            work_dir=work_dir,
-            chunk_size=chunk_size,
-            overwrite=overwrite,
-            reporter=reporter,
-        )
+        result = run_build(src, dst, options, reporter=reporter, **asdict(run))
     if as_json or not quiet:
         print_summary(result, as_json=as_json)
-
-
-def _fractions(text: str) -> tuple[float, ...]:
-    from .errors import UsageError
-
-    try:
-        return tuple(float(part) for part in text.split(","))
-    except ValueError:
-        raise UsageError(f"--split-ratio takes three numbers TRAIN,VALID,TEST, got {text!r}") from None
 
 
 @app.command()
@@ -344,11 +211,10 @@ def verify(
     procs: int = typer.Option(os.cpu_count() or 1, "--procs", "-p", help="Worker processes.", show_default="all cores"),
 ) -> None:
     """Read every shard in DST and check it against the manifest; exit 0 only if all is well."""
-    from .errors import UsageError, VerifyError
+    from .errors import VerifyError
     from .verify import verify as run_verify
 
-    if procs < 1:
-        raise UsageError(f"procs must be at least 1, got {procs}")
+    check_procs(procs)
     result = run_verify(dst, procs=procs)
     for problem in result.problems:
         typer.echo(problem)

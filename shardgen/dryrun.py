@@ -10,7 +10,8 @@ from . import tar
 from .errors import InputError, SketchError
 from .formats import is_drawing_file
 from .formats.ingest import check_sources, plan_drawings
-from .pipeline import BuildOptions, Reporter, splits_present
+from .options import BuildOptions
+from .pipeline import Reporter, splits_present
 from .plan import shard_bounds
 from .read import ADAPTERS, SPLITS, SourceFile, as_sketch_array, discover, validate_sketch
 from .reading import STROKES

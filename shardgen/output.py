@@ -34,7 +34,7 @@ from .render import dot_radius, opencv_thickness
 from .write import Journal, ShardRecord, output_error
 
 if TYPE_CHECKING:
-    from .pipeline import BuildOptions
+    from .options import BuildOptions
 
 STATE_DIR = ".shardgen"
 BUILD_FILE = "build.json"

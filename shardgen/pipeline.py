@@ -30,11 +30,11 @@ from .errors import InputError, Interrupted, OutputError, UsageError, WorkerErro
 from .executor import StopOnSignals, new_pool, stop_pool, submit_task
 from .formats import is_drawing_file
 from .formats.ingest import check_sources, check_timed, drawing_task, filtered_counts, ingest_drawings
-from .formats.select import DrawingOptions
 from .fragments import PARTS_DIR, fragment_path, partial_path, seal_shard
 from .location import Location, is_storage_error, is_url, storage_error
 from .mainguard import check_main_guard
 from .objectstore import RecordJournal, default_work_dir, reusable, seal_and_upload
+from .options import BuildOptions, RenderOptions, RunOptions
 from .output import (
     JOURNAL_FILE,
     STATE_DIR,
@@ -48,63 +48,14 @@ from .output import (
 )
 from .plan import Shard, SplitPlan, plan_path, plan_split
 from .read import SPLITS, SourceFile, discover
-from .render import RenderOptions
 from .store import ClassRecord, IngestTask, ingest
 from .worker import LAYOUT_FILE, ChunkTask, render_chunk
 from .write import Journal, ShardRecord, file_digest, output_error
 
-ON_ERROR = ("skip-sketches", "skip", "fail")
 SHARED = "every worker needs it at the same path, on a shared filesystem"
 CHUNK_BYTES = 32 << 20  # the most output one chunk task writes (see chunk_samples)
 CHUNK_SAMPLES = (256, 4096)  # the default chunk size's range
 CHUNKS_PER_WORKER = 8
-
-
-@dataclass(frozen=True)
-class BuildOptions:
-    """Everything that decides the output bytes (``procs`` and ``chunk_size`` do not)."""
-
-    render: RenderOptions = field(default_factory=RenderOptions)
-    shard_size: int = 10_000
-    splits: tuple[str, ...] | None = None  # None: every split present in the inputs
-    limit: int | None = None  # at most this many sketches per category and split
-    seed: int = 0
-    shuffle: bool = True
-    on_error: str = "skip-sketches"
-    drawings: DrawingOptions = field(default_factory=DrawingOptions)  # QuickDraw inputs: splits, filters
-    dali_index: bool = False  # also write {shard}.idx, the index NVIDIA DALI's webdataset reader takes
-
-    def check(self) -> None:
-        try:
-            self.render.check()
-            self.drawings.check()
-        except ValueError as error:
-            raise UsageError(str(error)) from None
-        if self.shard_size < 1:
-            raise UsageError(f"shard size must be at least 1, got {self.shard_size}")
-        if self.limit is not None and self.limit < 1:
-            raise UsageError(f"limit must be at least 1, got {self.limit}")
-        if self.seed < 0:
-            raise UsageError(f"seed must be zero or positive, got {self.seed}")
-        if self.on_error not in ON_ERROR:
-            raise UsageError(f"on-error must be one of {', '.join(ON_ERROR)}, got {self.on_error!r}")
-        for split in self.splits or ():
-            if split not in SPLITS:
-                raise UsageError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
-
-    def to_dict(self) -> dict:
-        return {
-            "render": self.render.to_dict(),
-            "shard_size": self.shard_size,
-            "splits": list(self.splits) if self.splits else None,
-            "limit": self.limit,
-            "seed": self.seed,
-            "shuffle": self.shuffle,
-            "on_error": self.on_error,
-            **({"drawings": self.drawings.to_dict()} if self.drawings.to_dict() else {}),
-            # recorded only when set: other builds keep the manifest and identity they had
-            **({"dali_index": True} if self.dali_index else {}),
-        }
 
 
 class Reporter:
@@ -170,8 +121,7 @@ def build(
     the shard being written is discarded, completed shards stay, and :class:`Interrupted` is raised.
     """
     options.check()
-    if chunk_size is not None and chunk_size < 1:
-        raise UsageError(f"chunk size must be at least 1, got {chunk_size}")
+    RunOptions(procs=procs, chunk_size=chunk_size).check()
     if scheduler is not None:
         if executor is not None:
             raise UsageError("pass either an executor or a Dask scheduler address, not both")
@@ -373,13 +323,13 @@ async def _ingest_all(sources, state, options, executor, loop, reporter):
 
     async def one(position: int, source: SourceFile) -> ClassRecord | dict:
         task = IngestTask(
-            source,
-            position,
-            state / "store",
-            splits,
-            options.limit,
-            options.on_error,
-            json.dumps([fingerprints[position], splits, options.limit, options.on_error]),
+            source=source,
+            class_index=position,
+            store_dir=state / "store",
+            splits=splits,
+            limit=options.limit,
+            on_error=options.on_error,
+            fingerprint=json.dumps([fingerprints[position], splits, options.limit, options.on_error]),
         )
         read: Callable[[Any], ClassRecord] = ingest  # takes the task chosen with it
         if is_drawing_file(source.path):
@@ -488,7 +438,14 @@ async def _render_shards(
             for start, stop in shard.chunks():
                 fragment = fragment_path(state, shard.name, start)
                 task = ChunkTask(
-                    state, shard.split, start, stop, options.render, options.seed, fragment, options.dali_index
+                    state_dir=state,
+                    split=shard.split,
+                    start=start,
+                    stop=stop,
+                    options=options.render,
+                    seed=options.seed,
+                    fragment=fragment,
+                    list_members=options.dali_index,
                 )
                 try:
                     future = submit_task(loop, executor, render_chunk, task)

@@ -17,8 +17,8 @@ import numpy as np
 from .errors import InputError, UsageError, reason
 from .location import Location, is_storage_error, is_url
 from .npz import object_array, read_npz
+from .options import SPLITS
 
-SPLITS = ("train", "valid", "test")
 STROKE_DTYPES = (np.int16, np.int32, np.float32, np.float64)
 # Positions beyond this lose sub-pixel precision in float64 arithmetic; no real sketch comes close.
 MAX_COORDINATE = 1e12

@@ -11,21 +11,16 @@ from __future__ import annotations
 
 import io
 import zlib
-from dataclasses import asdict, dataclass
-from functools import cached_property, lru_cache
+from functools import lru_cache
 
 import cv2
 import numpy as np
 
 from . import png
+from .options import RenderOptions
 
 # Fractional bits of the fixed-point coordinates handed to OpenCV: 1/256 px precision.
 SHIFT = 8
-FORMATS = ("png", "jpg", "webp", "npy")
-COLORS = ("black", "random", "order", "time")
-# "isal" is shardgen's own PNG writer (``png.py``). "opencv" is the encoder before it, kept only so
-# that scripts/bench can measure both in one run (``--png-encoder``, hidden from ``--help``).
-PNG_ENCODERS = ("isal", "opencv")
 # The opencv encoder's PNG row filter and zlib strategy. Line drawings on a flat background
 # compress best unfiltered with run-length matching: measured on 256 px sketches, no filter + Z_RLE
 # encodes 2-3x faster than libpng's default (trying every filter a row, default strategy) and gives
@@ -45,68 +40,8 @@ ORDER_STEPS = 10
 ORDER_STEP = LIGHTEST_INK // ORDER_STEPS
 
 
-@dataclass(frozen=True)
-class RenderOptions:
-    """How a sketch becomes a sample; recorded in the manifest so a dataset says how it was made."""
-
-    size: int = 256
-    line_width: float | None = None  # pixels; None means 2.5% of size, at least 1
-    padding: float = 0.05  # margin on each side, as a fraction of size
-    antialias: bool = True
-    invert: bool = False  # white ink on black instead of black on white
-    channels: int = 1
-    color: str = "black"  # black | random (per stroke, seeded) | order (stroke order) | time (raw timing)
-    format: str = "png"
-    quality: int = 90  # jpg/webp quality
-    png_compression: int = 1  # zlib's 0-9 scale, mapped onto ISA-L's levels; 1 is the sweet spot for drawings
-    png_encoder: str = "isal"  # or "opencv", for benchmarks only (see PNG_ENCODERS)
-    strokes: bool = False  # also store the sketch's stroke-3 array beside the image (KEY.strokes.npy)
-
-    @property
-    def width(self) -> float:
-        """The stroke width asked for, in pixels."""
-        return self.line_width if self.line_width is not None else max(1.0, 0.025 * self.size)
-
-    @cached_property
-    def thickness(self) -> int:
-        """The OpenCV ``thickness`` whose drawn width is nearest to ``width``."""
-        return opencv_thickness(self.width, self.antialias)
-
-    @property
-    def extension(self) -> str:
-        return self.format
-
-    def to_dict(self) -> dict:
-        # The PNG encoder's version is part of a build's identity: a resumed build never mixes two.
-        recorded = {**asdict(self), "line_width": self.width, "png_encoder": png_encoder_version(self.png_encoder)}
-        if not self.strokes:  # recorded only when set: other builds keep the manifest and identity they had
-            del recorded["strokes"]
-        return recorded
-
-    def check(self) -> None:
-        """Raise ``ValueError`` naming the first option that is out of range."""
-        if not 8 <= self.size <= 4096:
-            raise ValueError(f"size must be between 8 and 4096 pixels, got {self.size}")
-        if not 0 <= self.padding < 0.5:
-            raise ValueError(f"padding must be in [0, 0.5), got {self.padding}")
-        if self.line_width is not None and not 0 < self.line_width <= self.size:
-            raise ValueError(f"line width must be in (0, size], got {self.line_width}")
-        if self.channels not in (1, 3):
-            raise ValueError(f"channels must be 1 or 3, got {self.channels}")
-        if self.color not in COLORS:
-            raise ValueError(f"color must be one of {', '.join(COLORS)}, got {self.color!r}")
-        if self.format not in FORMATS:
-            raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {self.format!r}")
-        if not 1 <= self.quality <= 100:
-            raise ValueError(f"quality must be between 1 and 100, got {self.quality}")
-        if not 0 <= self.png_compression <= 9:
-            raise ValueError(f"png compression must be between 0 and 9, got {self.png_compression}")
-        if self.png_encoder not in PNG_ENCODERS:
-            raise ValueError(f"png encoder must be one of {', '.join(PNG_ENCODERS)}, got {self.png_encoder!r}")
-
-
 def png_encoder_version(encoder: str) -> str:
-    """The name and version of a ``PNG_ENCODERS`` entry, as the manifest records it."""
+    """The name and version of an ``options.PNG_ENCODERS`` entry, as the manifest records it."""
     return png.encoder_version() if encoder == "isal" else f"opencv {cv2.__version__}"
 
 

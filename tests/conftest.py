@@ -20,8 +20,8 @@ def small_build(tmp_path_factory) -> Path:
     """A finished build small enough for loader tests: 3 classes x 20 sketches a split, 32 px,
     shards of 10 samples (6 a split, so two DataLoader workers both get shards). Read-only: tests
     that damage it work on a copy."""
-    from shardgen.pipeline import BuildOptions, build
-    from shardgen.render import RenderOptions
+    from shardgen.options import BuildOptions, RenderOptions
+    from shardgen.pipeline import build
 
     src = sample_folder(tmp_path_factory, "small-npz", categories=3, per_split=20, seed=2)
     dst = tmp_path_factory.mktemp("small-build")

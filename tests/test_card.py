@@ -9,9 +9,9 @@ import pytest
 
 from shardgen.card import CARD, command, dataset_card, metadata
 from shardgen.location import Location
+from shardgen.options import BuildOptions, RenderOptions
 from shardgen.output import clean_output
-from shardgen.pipeline import BuildOptions, build
-from shardgen.render import RenderOptions
+from shardgen.pipeline import build
 from shardgen.sample import write_samples
 
 datasets = pytest.importorskip("datasets")

@@ -12,8 +12,8 @@ import pytest
 
 from shardgen import tar
 from shardgen.dali import index_name, index_path, index_text, member_offsets
-from shardgen.pipeline import BuildOptions, build
-from shardgen.render import RenderOptions
+from shardgen.options import BuildOptions, RenderOptions
+from shardgen.pipeline import build
 from tests.helpers import BUILD_ARGS, run_cli, sample_folder
 
 # The line format DALI's reader parses (webdataset_loader.cc, ParseIndexFile): "v1.2 SAMPLES", then

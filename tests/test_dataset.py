@@ -13,7 +13,8 @@ import pytest
 
 from shardgen.dataset import decode_image, open_dataset
 from shardgen.errors import InputError, UsageError
-from shardgen.render import RenderOptions, encode_image
+from shardgen.options import RenderOptions
+from shardgen.render import encode_image
 from tests.helpers import ROOT, read_shard, read_split
 
 CLASSES = ["circle", "square", "triangle"]
@@ -206,7 +207,8 @@ def test_open_indexed_gives_decoded_samples_by_index(small_build):
 @pytest.mark.parametrize(("fmt", "channels"), [("jpg", 3), ("webp", 1), ("npy", 3), ("npy", 1)])
 def test_other_formats_stream_and_verify(tmp_path, fmt, channels):
     """Builds in jpg, webp or npy, grey or colour, stream with the build's shape and verify clean."""
-    from shardgen.pipeline import BuildOptions, build
+    from shardgen.options import BuildOptions
+    from shardgen.pipeline import build
     from shardgen.sample import write_samples
     from shardgen.verify import verify
 

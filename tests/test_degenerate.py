@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from shardgen.npz import object_array
-from shardgen.render import RenderOptions, render_sketch
+from shardgen.options import RenderOptions
+from shardgen.render import render_sketch
 from tests.helpers import read_split, run_cli, write_npz
 
 SIZE = 64

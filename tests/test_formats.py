@@ -12,7 +12,8 @@ import webdataset as wds
 from PIL import Image
 
 from shardgen import tar
-from shardgen.render import RenderOptions, encode_image, render_sketch
+from shardgen.options import RenderOptions
+from shardgen.render import encode_image, render_sketch
 
 SKETCH = np.array([[0, 0, 0], [40, 5, 0], [-10, 30, 1], [25, -20, 0], [5, 5, 1]], np.int16)
 SIZE = 48
@@ -119,7 +120,8 @@ def test_a_build_in_each_format_streams_through_webdataset(tmp_path, fmt):
     """A real build with --format FMT: webdataset reads every sample back as a decoded image and class."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from shardgen.pipeline import BuildOptions, build
+    from shardgen.options import BuildOptions
+    from shardgen.pipeline import build
     from shardgen.sample import write_samples
 
     write_samples(tmp_path / "npz", categories=2, per_split=4, seed=0)

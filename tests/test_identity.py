@@ -6,8 +6,8 @@ import hashlib
 
 import pytest
 
-from shardgen.pipeline import BuildOptions, build
-from shardgen.render import RenderOptions
+from shardgen.options import BuildOptions, RenderOptions
+from shardgen.pipeline import build
 from tests.helpers import sample_folder
 
 # sha256 of every file a build writes at DST's top level (shards, wids indexes, manifest, card), for the

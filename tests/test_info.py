@@ -14,8 +14,8 @@ import numpy as np
 
 from shardgen.info import class_counts
 from shardgen.npz import object_array
-from shardgen.pipeline import BuildOptions, build
-from shardgen.render import RenderOptions
+from shardgen.options import BuildOptions, RenderOptions
+from shardgen.pipeline import build
 from tests.helpers import ROOT, assert_one_line_error, counts_by_class, read_split, run_cli, write_npz
 
 

@@ -15,9 +15,9 @@ import pytest
 from shardgen.errors import InputError, OptionsChangedError, OutputLockedError, UsageError
 from shardgen.location import Location
 from shardgen.npz import object_array
+from shardgen.options import BuildOptions, RenderOptions
 from shardgen.output import locked, record_outputs
-from shardgen.pipeline import BuildOptions, build
-from shardgen.render import RenderOptions
+from shardgen.pipeline import build
 from tests.helpers import (
     BUILD_ARGS,
     ROOT,

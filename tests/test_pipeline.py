@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from shardgen.pipeline import BuildOptions, build, chunk_samples
-from shardgen.render import RenderOptions
+from shardgen.options import BuildOptions, RenderOptions
+from shardgen.pipeline import build, chunk_samples
 from shardgen.sample import write_samples
 from tests.helpers import counts_by_class, read_shard, read_split, shard_bytes
 

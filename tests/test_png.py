@@ -15,7 +15,8 @@ from PIL import Image
 from webdataset import autodecode
 
 from shardgen import png
-from shardgen.render import RenderOptions, encode_image, render_sketch
+from shardgen.options import RenderOptions
+from shardgen.render import encode_image, render_sketch
 from shardgen.sample import SHAPES, draw
 
 VARIANTS = [(channels, antialias) for channels in (1, 3) for antialias in (True, False)]

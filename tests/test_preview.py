@@ -13,9 +13,9 @@ import cv2
 import numpy as np
 import pytest
 
-from shardgen.pipeline import BuildOptions, build
+from shardgen.options import BuildOptions, RenderOptions
+from shardgen.pipeline import build
 from shardgen.preview import GAP, LABEL_HEIGHT
-from shardgen.render import RenderOptions
 from shardgen.sample import write_samples
 from tests.helpers import ROOT, assert_one_line_error, read_split, run_cli
 

@@ -7,7 +7,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from shardgen.render import RenderOptions, drawn_width, encode_image, has_ink, render_sketch
+from shardgen.options import RenderOptions
+from shardgen.render import drawn_width, encode_image, has_ink, render_sketch
 
 OPTIONS = RenderOptions(size=100, padding=0.1, line_width=2)
 INK = 128  # a pixel darker than this counts as inked

@@ -11,8 +11,8 @@ import pytest
 
 from shardgen import faults, png
 from shardgen.errors import OptionsChangedError
-from shardgen.pipeline import BuildOptions, build
-from shardgen.render import RenderOptions
+from shardgen.options import BuildOptions, RenderOptions
+from shardgen.pipeline import build
 from tests.helpers import BUILD_ARGS, kill_build_at, leftovers, run_cli, shard_bytes
 
 

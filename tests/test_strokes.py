@@ -11,8 +11,8 @@ import pytest
 from shardgen.dataset import open_dataset, open_indexed
 from shardgen.errors import UsageError
 from shardgen.npz import object_array
-from shardgen.pipeline import BuildOptions, build
-from shardgen.render import RenderOptions
+from shardgen.options import BuildOptions, RenderOptions
+from shardgen.pipeline import build
 from shardgen.sample import write_samples
 from shardgen.store import StoreReader
 from shardgen.worker import LAYOUT_FILE

@@ -9,19 +9,16 @@ import zlib
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .. import atomic, faults
 from ..errors import InputError, UsageError
+from ..options import BuildOptions, DrawingOptions
 from ..read import SourceFile
 from ..store import ClassRecord, IngestTask, record_path
 from . import is_drawing_file, reader_for
 from .drawing import Drawing, Skip
 from .packing import SplitPacker
-from .select import DrawingOptions, assign_split, rejection
-
-if TYPE_CHECKING:
-    from ..pipeline import BuildOptions
+from .select import assign_split, rejection
 
 _NO_TIMING = "--color time needs each point's time, which only raw QuickDraw ndjson and CSV files carry"
 # A file whose first records are all malformed is not a QuickDraw file: stop before listing millions.
@@ -129,9 +126,16 @@ def plan_drawings(
     source: SourceFile, wanted: tuple[str, ...], options: BuildOptions, sample: int
 ) -> tuple[DrawingRecord, list]:
     """For a dry run: a QuickDraw file's record and its first ``sample`` kept drawings, to size."""
-    task = drawing_task(
-        IngestTask(source, 0, Path(), wanted, options.limit, options.on_error, "null"), options.drawings, options.seed
+    base = IngestTask(
+        source=source,
+        class_index=0,
+        store_dir=Path(),
+        splits=wanted,
+        limit=options.limit,
+        on_error=options.on_error,
+        fingerprint="null",
     )
+    task = drawing_task(base, options.drawings, options.seed)
     record = DrawingRecord(source.category, source.name, "")
     counters = {split: _Counter(split, sample) for split in _splits(task)}
     pack_drawings(task, record, counters)

@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 
 from shardgen.errors import InputError, UsageError
-from shardgen.formats.select import DrawingOptions
-from shardgen.pipeline import BuildOptions, build
-from shardgen.render import RenderOptions
+from shardgen.options import BuildOptions, DrawingOptions, RenderOptions
+from shardgen.pipeline import build
 from shardgen.sample import write_samples
 from tests.helpers import assert_one_line_error, read_split, run_cli
 

@@ -6,7 +6,8 @@ from collections import Counter
 
 import pytest
 
-from shardgen.formats.select import DrawingOptions, assign_split, rejection
+from shardgen.formats.select import assign_split, rejection
+from shardgen.options import DrawingOptions
 
 IDS = [str(5_000_000_000_000_000 + 7919 * n) for n in range(10_000)]
 
@@ -42,16 +43,3 @@ def test_a_split_depends_on_the_key_and_seed_only():
 def test_filters_name_what_leaves_a_drawing_out(meta, options, reason):
     """--recognized-only drops unrecognized drawings, --countries other countries."""
     assert rejection(meta, options) == reason
-
-
-@pytest.mark.parametrize("ratio", [(0.9, 0.05), (0.9, 0.2, 0.1), (1.2, -0.1, -0.1)])
-def test_a_ratio_that_is_not_three_fractions_summing_to_one_is_refused(ratio):
-    """--split-ratio must be TRAIN,VALID,TEST fractions adding up to 1."""
-    with pytest.raises(ValueError, match="split ratio"):
-        DrawingOptions(split_ratio=ratio).check()
-
-
-def test_only_options_that_are_used_enter_the_build_identity():
-    """Defaults add nothing to the manifest, so .npz builds keep their identity."""
-    assert DrawingOptions().to_dict() == {}
-    assert DrawingOptions(countries=("US",)).to_dict() == {"countries": ["US"]}
