@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from shardgen.pipeline import BuildOptions, build, chunk_samples
+from shardgen.orchestrate import chunk_samples
+from shardgen.pipeline import BuildOptions, build
 from shardgen.render import RenderOptions
 from shardgen.sample import write_samples
 from tests.helpers import counts_by_class, read_shard, read_split, shard_bytes
