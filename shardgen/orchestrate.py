@@ -92,6 +92,7 @@ class Build:
         self.journal = Journal(self.state / JOURNAL_FILE) if local else RecordJournal(self.output.child(STATE_DIR))
 
     async def run(self, sources: list[SourceFile]) -> BuildResult:
+        """Every stage in turn: what the build produced."""
         inputs = await self.ingest(sources)
         plans = self.plan(inputs.layout)
         shards = await self.render(plans, inputs.layout.build_id)
@@ -102,7 +103,8 @@ class Build:
         return submit_task(asyncio.get_running_loop(), self.executor, fn, *args)
 
     async def ingest(self, sources: list[SourceFile]) -> Inputs:
-        """Pack every source into the store, in parallel; bad files fail or are skipped per on_error."""
+        """Pack every source into the store, in parallel (bad files fail or are skipped per on_error);
+        check what the kept ones hold, and lay their classes out for the build."""
         self.reporter.stage("ingest", len(sources))
         fingerprints = fingerprint(sources)
         outcomes = await _gather_or_cancel([self._ingest_one(i, s, fingerprints[i]) for i, s in enumerate(sources)])
