@@ -749,7 +749,15 @@ def child_formats_ingest(path: str, store: str) -> None:
 
     start_rss = int(Path("/proc/self/statm").read_text().split()[1]) * PAGE
     shutil.rmtree(store, ignore_errors=True)
-    task = DrawingIngestTask(SourceFile(Path(path), "circle"), 0, Path(store), ("train",), None, "skip", "bench")
+    task = DrawingIngestTask(
+        source=SourceFile(Path(path), "circle"),
+        class_index=0,
+        store_dir=Path(store),
+        splits=("train",),
+        limit=None,
+        on_error="skip",
+        fingerprint="bench",
+    )
     began = time.perf_counter()
     record = ingest_drawings(task)
     seconds = time.perf_counter() - began

@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "BuildOptions": "options",
     "BuildPlan": "dryrun",
-    "BuildResult": "pipeline",
+    "BuildResult": "progress",
     "DrawingOptions": "options",
     "InputError": "errors",
     "Interrupted": "errors",
@@ -22,7 +22,7 @@ _EXPORTS = {
     "OutputError": "errors",
     "OutputLockedError": "errors",
     "RenderOptions": "options",
-    "Reporter": "pipeline",
+    "Reporter": "progress",
     "ShardgenError": "errors",
     "SketchError": "errors",
     "UnsafePickleError": "errors",
@@ -74,7 +74,8 @@ if TYPE_CHECKING:  # explicit imports for type checkers and readers
     )
     from .npz import read_npz
     from .options import BuildOptions, DrawingOptions, RenderOptions
-    from .pipeline import BuildResult, Reporter, build
+    from .pipeline import build
+    from .progress import BuildResult, Reporter
     from .read import category_name, discover, validate_sketch
     from .render import encode_image, render_sketch
     from .sample import write_samples

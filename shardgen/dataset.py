@@ -114,6 +114,20 @@ def check_strokes(dst: str | Path, manifest: dict, strokes: bool) -> None:
         raise UsageError("this build holds no stroke arrays; rebuild it with --with-strokes", dst)
 
 
+def _decoder(dst: str | Path, manifest: dict, decode: str, metadata: bool, strokes: bool) -> SampleDecoder:
+    """The build's :class:`SampleDecoder`; refuses what the build cannot give (see :func:`check_strokes`)."""
+    check_strokes(dst, manifest, strokes)
+    return SampleDecoder(decode, metadata, render_channels(manifest), strokes)
+
+
+def _open_with_fsspec(dataset, storage_options: dict | None) -> None:
+    """Have ``dataset`` open its shards through fsspec (see :class:`FsspecOpener`)."""
+    import webdataset as wds
+
+    opener = FsspecOpener(storage_options)
+    dataset.pipeline = [opener if isinstance(stage, wds.cache.StreamingOpen) else stage for stage in dataset.pipeline]
+
+
 def open_dataset(
     dst: str | Path,
     split: str = "train",
@@ -156,8 +170,7 @@ def open_dataset(
         raise UsageError(f"shuffle buffer must be zero or positive, got {shuffle}")
     manifest = load_manifest(dst, storage_options)
     urls = shard_urls(dst, split, manifest)
-    check_strokes(dst, manifest, strokes)
-    decoder = SampleDecoder(decode, metadata, render_channels(manifest), strokes)
+    decoder = _decoder(dst, manifest, decode, metadata, strokes)
     dataset = wds.WebDataset(
         urls,
         # A buffer as large as the shard list makes the shard order a full permutation.
@@ -169,10 +182,7 @@ def open_dataset(
         seed=seed,
     )
     if uses_fsspec(dst):
-        opener = FsspecOpener(storage_options)
-        dataset.pipeline = [
-            opener if isinstance(stage, wds.cache.StreamingOpen) else stage for stage in dataset.pipeline
-        ]
+        _open_with_fsspec(dataset, storage_options)
     if shuffle:
         dataset = dataset.shuffle(shuffle, seed=seed)
     return dataset.map(decoder)
@@ -194,8 +204,7 @@ def open_indexed(
 
     manifest = load_manifest(dst)
     shard_urls(dst, split, manifest)  # a clear error for an unknown split
-    check_strokes(dst, manifest, strokes)
-    decoder = SampleDecoder(decode, metadata, render_channels(manifest), strokes)
+    decoder = _decoder(dst, manifest, decode, metadata, strokes)
     index = f"{str(dst).rstrip('/')}/{split}.wids.json" if is_url(dst) else str(Path(dst) / f"{split}.wids.json")
     # localname=str maps a local shard path to itself, so wids opens it where it is instead of
     # copying it into its cache folder first.

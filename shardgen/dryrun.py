@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import tar
-from .errors import InputError, SketchError
+from .errors import InputError
 from .formats import is_drawing_file
 from .formats.ingest import check_sources, plan_drawings
 from .options import BuildOptions
-from .pipeline import Reporter, splits_present
+from .orchestrate import splits_present
 from .plan import shard_bounds
-from .read import ADAPTERS, SPLITS, SourceFile, as_sketch_array, discover, validate_sketch
+from .progress import Reporter, skipped_file, skipped_sketches
+from .read import ADAPTERS, SPLITS, SourceFile, discover, split_sketches, valid_sketches
 from .reading import STROKES
 from .render import color_seed, encode_image, encode_npy, render_sketch
 from .store import ClassRecord
@@ -53,50 +54,14 @@ def plan_build(
     reporter = reporter or Reporter()
     sources = discover(Path(src))
     check_sources(sources, options.drawings, options.render.color)
-    wanted = tuple(options.splits or SPLITS)
-    kept, skipped, skipped_files, reservoirs = [], [], [], []
-    reporter.stage("read", len(sources))
-    for source in sources:
-        try:
-            read = plan_drawings if is_drawing_file(source.path) else _read_npz
-            record, valid = read(source, wanted, options, sample)
-        except InputError as error:
-            if options.on_error != "skip":
-                raise
-            reporter.warn(f"skipped {error}")
-            reporter.skip(1)
-            skipped_files.append({"source": source.name, "reason": error.message})
-            reporter.advance(1)
-            continue
-        if record.skipped:
-            reporter.warn(f"{source.name}: skipped {len(record.skipped)} invalid sketch(es)")
-            reporter.skip(len(record.skipped))
-        skipped.extend(record.skipped)
-        reservoirs.append(valid)
-        kept.append((source, record))
-        reporter.advance(1)
+    kept, reservoirs, skipped_files = _read_all(sources, options, sample, reporter)
     splits = splits_present(kept, options)
     picked = _proportional_sample(
         [[item for item in reservoir if item[0] in splits] for reservoir in reservoirs],
         [sum(record.counts.get(split, 0) for split in splits) for _, record in kept],
         sample,
     )
-    classes = [record.category for _, record in kept]
-    sizes = []
-    for class_index, split, index, sketch, drawing_meta in picked:
-        key = sample_key(split, class_index, index)
-        image = encode_image(render_sketch(sketch, options.render, color_seed(options.seed, key)), options.render)
-        meta = {"category": classes[class_index], "class": class_index, "split": split, "index": index}
-        meta["source"] = kept[class_index][0].name
-        meta.update(drawing_meta)
-        members = [
-            tar.member(f"{key}.{options.render.extension}", image),
-            tar.member(f"{key}.cls", b"%d" % class_index),
-            tar.member(f"{key}.json", json.dumps(meta, separators=(",", ":")).encode()),
-        ]
-        if options.render.strokes:
-            members.append(tar.member(f"{key}.{STROKES}", encode_npy(sketch)))
-        sizes.append(sum(map(len, members)))
+    sizes = _sample_sizes(picked, kept, options)
     per_sample = sum(sizes) / len(sizes) if sizes else 0.0
     counts = {split: sum(record.counts.get(split, 0) for _, record in kept) for split in splits}
     shard_counts = {
@@ -106,9 +71,56 @@ def plan_build(
     for split, shards in shard_counts.items():
         body = [round(n * per_sample) for n in shards]
         estimated[split] = sum(b + len(tar.end_of_archive(b)) for b in body)
+    classes = [record.category for _, record in kept]
+    skipped = [item for _, record in kept for item in record.skipped]
     return BuildPlan(
         Path(src), classes, counts, shard_counts, estimated, per_sample, len(sizes), skipped, skipped_files
     )
+
+
+def _read_all(
+    sources: list[SourceFile], options: BuildOptions, sample: int, reporter: Reporter
+) -> tuple[list[tuple[SourceFile, ClassRecord]], list[list[tuple]], list[dict]]:
+    """Read every source as the ingest stage would: the kept ones with their records and their
+    candidates for the size sample, and the ``skipped_files`` entries of those left out."""
+    wanted = tuple(options.splits or SPLITS)
+    kept, reservoirs, skipped_files = [], [], []
+    reporter.stage("read", len(sources))
+    for source in sources:
+        read = plan_drawings if is_drawing_file(source.path) else _read_npz
+        try:
+            record, valid = read(source, wanted, options, sample)
+        except InputError as error:
+            if options.on_error != "skip":
+                raise
+            skipped_files.append(skipped_file(reporter, source, error))
+        else:
+            skipped_sketches(reporter, record)
+            reservoirs.append(valid)
+            kept.append((source, record))
+        reporter.advance(1)
+    return kept, reservoirs, skipped_files
+
+
+def _sample_sizes(picked: list[tuple], kept: list[tuple[SourceFile, ClassRecord]], options: BuildOptions) -> list[int]:
+    """The tar members' size of each picked sketch, rendered and encoded as the build would."""
+    sizes = []
+    for class_index, split, index, sketch, drawing_meta in picked:
+        key = sample_key(split, class_index, index)
+        image = encode_image(render_sketch(sketch, options.render, color_seed(options.seed, key)), options.render)
+        source, record = kept[class_index]
+        meta = {"category": record.category, "class": class_index, "split": split, "index": index}
+        meta["source"] = source.name
+        meta.update(drawing_meta)
+        members = [
+            tar.member(f"{key}.{options.render.extension}", image),
+            tar.member(f"{key}.cls", b"%d" % class_index),
+            tar.member(f"{key}.json", json.dumps(meta, separators=(",", ":")).encode()),
+        ]
+        if options.render.strokes:
+            members.append(tar.member(f"{key}.{STROKES}", encode_npy(sketch)))
+        sizes.append(sum(map(len, members)))
+    return sizes
 
 
 def _read_npz(source: SourceFile, wanted: tuple[str, ...], options: BuildOptions, sample: int) -> tuple:
@@ -117,21 +129,9 @@ def _read_npz(source: SourceFile, wanted: tuple[str, ...], options: BuildOptions
     by_split = ADAPTERS[path.suffix](path, wanted)
     record = ClassRecord(source.category, source.name, "")
     valid: list[tuple] = []  # (split, index, sketch, drawing metadata) candidates for the size sample
-    for split in wanted:
-        sketches = by_split.get(split)
-        if sketches is None:
-            continue
-        if options.limit is not None:
-            sketches = sketches[: options.limit]
+    for split, sketches in split_sketches(by_split, wanted, options.limit):
         count = 0
-        for index, raw in enumerate(sketches):
-            sketch = as_sketch_array(raw)
-            reason = validate_sketch(sketch)
-            if reason is not None:
-                if options.on_error == "fail":
-                    raise SketchError(reason, source.name, split, index)
-                record.skipped.append({"source": source.name, "split": split, "index": index, "reason": reason})
-                continue
+        for index, sketch in valid_sketches(sketches, source.name, split, options.on_error, record.skipped):
             count += 1
             valid.append((split, index, sketch, {}))
         record.counts[split] = count

@@ -1,5 +1,5 @@
 """Running the build's tasks on an executor: our own process pool, submitting without cancellation
-races, and stopping cleanly on SIGINT/SIGTERM. The orchestrator (``pipeline``) uses any
+races, and stopping cleanly on SIGINT/SIGTERM. The orchestrator (``orchestrate``) uses any
 ``concurrent.futures.Executor``; only the pool it creates itself gets the extras here.
 """
 

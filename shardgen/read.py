@@ -8,13 +8,13 @@ are streamed drawing by drawing by the readers in ``shardgen.formats``.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError, UsageError, reason
+from .errors import InputError, SketchError, UsageError, reason
 from .location import Location, is_storage_error, is_url
 from .npz import object_array, read_npz
 from .options import SPLITS
@@ -190,6 +190,31 @@ def validate_sketch(sketch: object) -> str | None:
     if not positions.max() <= MAX_COORDINATE:  # also catches a NaN, which compares false
         return f"coordinates exceed {MAX_COORDINATE:g}"
     return None
+
+
+def split_sketches(by_split: dict, splits: Sequence[str], limit: int | None) -> Iterator[tuple[str, Sequence]]:
+    """``(split, sketches)`` for each of ``splits`` that ``by_split`` holds, at most ``limit`` sketches each."""
+    for split in splits:
+        sketches = by_split.get(split)
+        if sketches is not None:
+            yield split, sketches if limit is None else sketches[:limit]
+
+
+def valid_sketches(
+    sketches: Sequence, source: str, split: str, on_error: str, skipped: list[dict]
+) -> Iterator[tuple[int, np.ndarray]]:
+    """``(index, sketch array)`` for each valid sketch of ``source``'s ``split``; an invalid one
+    raises a :class:`SketchError` with ``on_error="fail"``, and is otherwise listed in ``skipped``."""
+    for index, raw in enumerate(sketches):
+        sketch = as_sketch_array(raw)
+        reason = validate_sketch(sketch)
+        if reason is None:
+            assert isinstance(sketch, np.ndarray)  # all that validate_sketch accepts
+            yield index, sketch
+        elif on_error == "fail":
+            raise SketchError(reason, source, split, index)
+        else:
+            skipped.append({"source": source, "split": split, "index": index, "reason": reason})
 
 
 def stroke_dtype(sketches: Sequence[np.ndarray]) -> np.dtype:

@@ -27,7 +27,7 @@ from rich.progress import (
 from rich.table import Table
 
 from .dryrun import BuildPlan
-from .pipeline import BuildResult, Reporter
+from .progress import BuildResult, Reporter
 from .reading import human_bytes
 from .write import ShardRecord
 

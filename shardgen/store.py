@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from . import atomic, faults
-from .errors import InputError, SketchError
+from .errors import InputError
 from .npz import read_npy_header
-from .read import ADAPTERS, MAX_COORDINATE, SourceFile, as_sketch_array, stroke_dtype, validate_sketch
+from .read import ADAPTERS, MAX_COORDINATE, SourceFile, split_sketches, stroke_dtype, valid_sketches
 
 # The arrays the store holds for each class and split (see the module docstring).
 ARRAYS = ("strokes", "offsets", "index")
@@ -98,12 +98,7 @@ def _ingest(task: IngestTask) -> ClassRecord:
     with task.source.folder.local_copy(task.source.name) as path:  # a URL is streamed to a temp file
         by_split = adapter(path, task.splits)
     record = ClassRecord(task.source.category, task.source.name, task.fingerprint)
-    for split in task.splits:
-        sketches = by_split.get(split)
-        if sketches is None:
-            continue
-        if task.limit is not None:
-            sketches = sketches[: task.limit]
+    for split, sketches in split_sketches(by_split, task.splits, task.limit):
         rows = _screen(sketches)
         if rows is not None:  # all valid: no per-sketch checks needed
             lengths = np.fromiter((len(s) for s in sketches), dtype=np.int64, count=len(sketches))
@@ -111,16 +106,7 @@ def _ingest(task: IngestTask) -> ClassRecord:
         else:
             kept: list[np.ndarray] = []
             kept_index: list[int] = []
-            for index, raw in enumerate(sketches):
-                sketch = as_sketch_array(raw)
-                reason = validate_sketch(sketch)
-                if reason is not None:
-                    if task.on_error == "fail":
-                        raise SketchError(reason, task.source.name, split, index)
-                    skipped = {"source": task.source.name, "split": split, "index": index, "reason": reason}
-                    record.skipped.append(skipped)
-                    continue
-                assert isinstance(sketch, np.ndarray)  # all that validate_sketch accepts
+            for index, sketch in valid_sketches(sketches, task.source.name, split, task.on_error, record.skipped):
                 kept.append(sketch)
                 kept_index.append(index)
             rows = np.concatenate(kept) if kept else np.empty((0, 3), dtype=np.int16)

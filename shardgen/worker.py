@@ -11,6 +11,7 @@ measures what the rest of the pipeline costs per image.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -26,11 +27,13 @@ import numpy as np
 from . import faults
 from .formats.packing import ExtrasReader
 from .fragments import write_fragment
+from .layout import Layout
+from .npz import read_npy_header
+from .options import RenderOptions
 from .plan import locate, plan_path
 from .reading import STROKES
-from .render import RenderOptions, color_seed, encode_image, encode_npy, render_sketch
+from .render import color_seed, encode_image, encode_npy, render_sketch
 
-LAYOUT_FILE = "layout.json"
 _CONSTANT_IMAGE = os.environ.get("SHARDGEN_BENCH_CONSTANT_IMAGE")
 CONSTANT_IMAGE = b"\x89" * int(_CONSTANT_IMAGE) if _CONSTANT_IMAGE else None
 
@@ -40,6 +43,7 @@ class ChunkTask:
     """Render plan positions ``[start, stop)`` of ``split``; small enough to pickle per task."""
 
     state_dir: Path
+    build_id: str  # the layout's (see ``layout.Layout``): what the worker's caches are keyed by
     split: str
     start: int
     stop: int
@@ -97,24 +101,27 @@ def _process_alive(pid: int) -> bool:
         return True
 
 
-@lru_cache(maxsize=8)
-def _layout(state_dir: Path, mtime_ns: int) -> tuple[dict, dict[str, np.ndarray]]:
-    layout = json.loads((state_dir / LAYOUT_FILE).read_text())
-    starts = {
-        split: np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]) for split, counts in layout["counts"].items()
-    }
-    return layout, starts
+# The caches below are keyed by (state folder, build id): a worker that outlives one build (a reused
+# executor) must not render the next one, in the same state folder, from the old store's mappings.
 
 
 @lru_cache(maxsize=8)
-def _meta_templates(state_dir: Path, mtime_ns: int, split: str) -> list[tuple[bytes, bytes]]:
+def _layout(state_dir: Path, build_id: str) -> tuple[Layout, dict[str, np.ndarray]]:
+    layout = Layout.load(state_dir)
+    if layout.build_id != build_id:  # the lock on DST keeps two builds from sharing a state folder
+        raise RuntimeError(f"{state_dir} holds build {layout.build_id}, not the task's build {build_id}")
+    return layout, {split: layout.class_starts(split) for split in layout.counts}
+
+
+@lru_cache(maxsize=8)
+def _meta_templates(state_dir: Path, build_id: str, split: str) -> list[tuple[bytes, bytes]]:
     """Per class, the JSON metadata before and after the index: one dumps per class, not per sample.
 
     See :func:`sample_json`, which completes them.
     """
-    layout, _ = _layout(state_dir, mtime_ns)
+    layout, _ = _layout(state_dir, build_id)
     templates = []
-    for class_index, (category, source) in enumerate(zip(layout["classes"], layout["sources"])):
+    for class_index, (category, source) in enumerate(zip(layout.classes, layout.sources)):
         head = json.dumps({"category": category, "class": class_index, "split": split}, separators=(",", ":"))
         templates.append((head[:-1].encode() + b',"index":', b',"source":' + json.dumps(source).encode()))
     return templates
@@ -131,9 +138,7 @@ def sample_json(template: tuple[bytes, bytes], source_index: int, drawing_meta: 
 
 
 @lru_cache(maxsize=4)
-def _reader(state_dir: Path, split: str, mtime_ns: int) -> ExtrasReader:
-    # Keyed by the layout's mtime (rewritten by every build) like the caches above: a worker that
-    # outlives one build (a reused executor) must not read an overwritten store's old mappings.
+def _reader(state_dir: Path, build_id: str, split: str) -> ExtrasReader:
     return ExtrasReader(state_dir / "store", split)
 
 
@@ -141,19 +146,28 @@ def render_chunk(task: ChunkTask) -> int:
     """Render one chunk of the plan into its fragment file; returns the fragment's size in bytes."""
     if faults.ACTIVE:
         faults.worker_chunk()
-    return write_fragment(task.fragment, _members(task), task.list_members)
+    # closing: a write that fails half-way also ends the members at once, releasing their mappings
+    with contextlib.closing(_members(task)) as members:
+        return write_fragment(task.fragment, members, task.list_members)
+
+
+def _plan_slice(state_dir: Path, split: str, start: int, stop: int) -> np.ndarray:
+    """Plan positions ``[start, stop)`` of ``split``, read rather than mapped: no mapping outlives the read."""
+    with open(plan_path(state_dir, split), "rb") as plan:
+        _, _, dtype = read_npy_header(plan)
+        plan.seek(start * dtype.itemsize, os.SEEK_CUR)
+        return np.frombuffer(plan.read((stop - start) * dtype.itemsize), dtype=dtype)
 
 
 def _members(task: ChunkTask):
     """The chunk's tar members ``(name, data)``, one at a time: image, class, metadata (and strokes) per sample."""
     state_dir = Path(task.state_dir)
-    mtime_ns = (state_dir / LAYOUT_FILE).stat().st_mtime_ns
-    layout, starts = _layout(state_dir, mtime_ns)
-    templates = _meta_templates(state_dir, mtime_ns, task.split)
-    store_ids = layout["store_ids"]
-    order = np.load(plan_path(state_dir, task.split), mmap_mode="r")[task.start : task.stop]
-    class_ids, positions = locate(np.asarray(order), starts[task.split])
-    reader = _reader(state_dir, task.split, mtime_ns)
+    layout, starts = _layout(state_dir, task.build_id)
+    templates = _meta_templates(state_dir, task.build_id, task.split)
+    store_ids = layout.store_ids
+    order = _plan_slice(state_dir, task.split, task.start, task.stop)
+    class_ids, positions = locate(order, starts[task.split])
+    reader = _reader(state_dir, task.build_id, task.split)
     options, ext = task.options, task.options.extension
     try:
         for class_index, position in zip(class_ids.tolist(), positions.tolist()):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from shardgen.options import BuildOptions, RenderOptions
-from shardgen.pipeline import build, chunk_samples
+from shardgen.pipeline import build
 from shardgen.sample import write_samples
 from tests.helpers import counts_by_class, read_shard, read_split, shard_bytes
 
@@ -201,21 +201,3 @@ def test_a_reused_executor_never_serves_a_previous_build_s_store(tmp_path):
         build(second, tmp_path / "out", options, executor=executor, procs=2, overwrite=True)
     build(second, tmp_path / "fresh", options, procs=1)
     assert shard_bytes(tmp_path / "out") == shard_bytes(tmp_path / "fresh")
-
-
-@pytest.mark.parametrize(
-    ("render", "expected"),
-    [(RenderOptions(), 256), (RenderOptions(size=2048, format="npy"), 7), (RenderOptions(size=4096, format="npy"), 1)],
-)
-def test_chunks_are_bounded_in_bytes(render, expected):
-    """A chunk holds chunk_size samples, or fewer where their images would exceed CHUNK_BYTES."""
-    assert chunk_samples(256, render, 100_000, 2) == expected
-
-
-@pytest.mark.parametrize(
-    ("count", "procs", "size", "expected"),
-    [(1000, 2, 256, 256), (30_000, 2, 256, 1875), (30_000, 128, 256, 256), (10**7, 4, 64, 4096)],
-)
-def test_default_chunks_give_every_worker_several_within_bounds(count, procs, size, expected):
-    """By default a split is cut into about 8 chunks a worker, each of 256 to 4096 samples."""
-    assert chunk_samples(None, RenderOptions(size=size), count, procs) == expected

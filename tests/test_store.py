@@ -47,7 +47,15 @@ def test_fast_and_checked_ingest_store_the_same_sketches(tmp_path):
     sketches = _sketches()
     bad = np.array([[np.nan, 0, 0]], dtype=np.float32)
     write_npz(tmp_path / "a.npz", train=object_array(sketches), valid=object_array([*sketches[:3], bad]))
-    task = IngestTask(SourceFile(tmp_path / "a.npz", "a"), 0, tmp_path / "store", ("train", "valid"), None, "skip", "x")
+    task = IngestTask(
+        source=SourceFile(tmp_path / "a.npz", "a"),
+        class_index=0,
+        store_dir=tmp_path / "store",
+        splits=("train", "valid"),
+        limit=None,
+        on_error="skip",
+        fingerprint="x",
+    )
     record = ingest(task)
     assert record.counts == {"train": len(sketches), "valid": 3}
     assert record.blank["train"] == sum(not has_ink(s) for s in sketches)

@@ -10,12 +10,12 @@ import pytest
 
 from shardgen.dataset import open_dataset, open_indexed
 from shardgen.errors import UsageError
+from shardgen.layout import Layout
 from shardgen.npz import object_array
 from shardgen.options import BuildOptions, RenderOptions
 from shardgen.pipeline import build
 from shardgen.sample import write_samples
 from shardgen.store import StoreReader
-from shardgen.worker import LAYOUT_FILE
 from tests.helpers import read_split, run_cli, write_npz
 
 SPLITS = ("train", "valid", "test")
@@ -46,10 +46,10 @@ def strokes_build(tmp_path_factory):
 
 def store_sketches(dst, split: str) -> dict[str, np.ndarray]:
     """Every sketch of a split as the build's store holds it, by sample key."""
-    layout = json.loads((dst / ".shardgen" / LAYOUT_FILE).read_text())
+    layout = Layout.load(dst / ".shardgen")
     reader = StoreReader(dst / ".shardgen" / "store", split)
     out = {}
-    for class_index, (store_id, count) in enumerate(zip(layout["store_ids"], layout["counts"][split])):
+    for class_index, (store_id, count) in enumerate(zip(layout.store_ids, layout.counts[split])):
         for position in range(count):
             strokes, source_index = reader.sketch(store_id, position)
             out[f"{split}-{class_index:04d}-{source_index:08d}"] = np.array(strokes)

@@ -1,0 +1,297 @@
+"""The orchestrator: read -> store -> plan -> render (workers) -> write -> index.
+
+An asyncio event loop submits small task descriptions to any ``concurrent.futures.Executor``
+(a process pool here, a Dask cluster's executor elsewhere) with ``executor.submit_task`` (that is
+``loop.run_in_executor`` without a cancellation race) and keeps a bounded number in flight through
+an ``asyncio.Queue`` of futures. Workers write what they render (``fragments``); the writer
+coroutine here follows each shard's chunks in plan order, has the shard sealed on a worker when
+its last chunk is in, and journals it. The parent never touches an image byte.
+
+:class:`Build` is one run of that on one executor; ``pipeline.build`` chooses the executor, retries
+in a fresh pool and handles signals and cleanup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+from collections.abc import Callable
+from concurrent.futures import Executor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import atomic, dali, manifest
+from .errors import InputError, UsageError, WorkerError
+from .executor import submit_task
+from .formats import is_drawing_file
+from .formats.ingest import check_timed, drawing_task, filtered_counts, ingest_drawings
+from .fragments import PARTS_DIR
+from .layout import Layout
+from .location import Location, is_storage_error, storage_error
+from .objectstore import RecordJournal, reusable
+from .options import BuildOptions, RenderOptions
+from .output import JOURNAL_FILE, STATE_DIR, fingerprint, record_outputs
+from .plan import SplitPlan, plan_path, plan_split
+from .progress import BuildResult, Reporter, skipped_file, skipped_sketches
+from .read import SPLITS, SourceFile
+from .store import ClassRecord, IngestTask, ingest
+from .write import Journal, ShardRecord, file_digest, output_error
+from .writer import ShardWriter
+
+CHUNK_BYTES = 32 << 20  # the most output one chunk task writes (see chunk_samples)
+CHUNK_SAMPLES = (256, 4096)  # the default chunk size's range
+CHUNKS_PER_WORKER = 8
+
+
+@dataclass
+class Tally:
+    """What one call of ``pipeline.build`` rendered, across a retry in a fresh pool."""
+
+    images: int = 0
+    sealed: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Inputs:
+    """What the ingest stage found: the inputs kept (with their store records), those skipped, the layout."""
+
+    kept: list[tuple[SourceFile, ClassRecord]]
+    skipped_files: list[dict]
+    layout: Layout
+
+
+@dataclass(eq=False)
+class Build:
+    """One run of a build on one executor, stage by stage: :meth:`ingest`, :meth:`plan`,
+    :meth:`render`, :meth:`index` (:meth:`run` runs them in turn).
+
+    DST and its state folder are prepared and locked by the caller; ``inflight`` chunks at most are
+    out at once; ``tally`` outlives this run (a retry in a fresh pool is another ``Build``).
+    """
+
+    output: Location
+    state: Path
+    options: BuildOptions
+    executor: Executor
+    reporter: Reporter
+    inflight: int
+    chunk_size: int | None
+    tally: Tally
+    journal: Journal | RecordJournal = field(init=False)
+
+    def __post_init__(self) -> None:
+        local = self.output.is_local
+        self.journal = Journal(self.state / JOURNAL_FILE) if local else RecordJournal(self.output.child(STATE_DIR))
+
+    async def run(self, sources: list[SourceFile]) -> BuildResult:
+        """Every stage in turn: what the build produced."""
+        inputs = await self.ingest(sources)
+        plans = self.plan(inputs.layout)
+        shards = await self.render(plans, inputs.layout.build_id)
+        return self.index(inputs, plans, shards)
+
+    def submit(self, fn: Callable, *args: Any) -> asyncio.Future:
+        """Run ``fn(*args)`` on the executor (see ``executor.submit_task``)."""
+        return submit_task(asyncio.get_running_loop(), self.executor, fn, *args)
+
+    async def ingest(self, sources: list[SourceFile]) -> Inputs:
+        """Pack every source into the store, in parallel (bad files fail or are skipped per on_error);
+        check what the kept ones hold, and lay their classes out for the build."""
+        self.reporter.stage("ingest", len(sources))
+        fingerprints = fingerprint(sources)
+        outcomes = await _gather_or_cancel([self._ingest_one(i, s, fingerprints[i]) for i, s in enumerate(sources)])
+        kept = [(source, outcome) for source, outcome in zip(sources, outcomes) if isinstance(outcome, ClassRecord)]
+        for _, record in kept:
+            skipped_sketches(self.reporter, record)
+        check_timed(kept, self.options.render.color)
+        splits = splits_present(kept, self.options)
+        layout = Layout(
+            classes=[record.category for _, record in kept],
+            sources=[source.name for source, _ in kept],
+            store_ids=[sources.index(source) for source, _ in kept],
+            counts={split: [record.counts.get(split, 0) for _, record in kept] for split in splits},
+        )
+        return Inputs(kept, [outcome for outcome in outcomes if isinstance(outcome, dict)], layout)
+
+    async def _ingest_one(self, position: int, source: SourceFile, identity: dict) -> ClassRecord | dict:
+        """The store record of one source; with on_error "skip", an unreadable one's ``skipped_files`` entry."""
+        options = self.options
+        splits = tuple(options.splits or SPLITS)
+        task = IngestTask(
+            source=source,
+            class_index=position,
+            store_dir=self.state / "store",
+            splits=splits,
+            limit=options.limit,
+            on_error=options.on_error,
+            fingerprint=json.dumps([identity, splits, options.limit, options.on_error]),
+        )
+        read: Callable[[Any], ClassRecord] = ingest  # takes the task chosen with it
+        if is_drawing_file(source.path):
+            task, read = drawing_task(task, options.drawings, options.seed), ingest_drawings
+        try:
+            return await self.submit(read, task)
+        except InputError as error:
+            if options.on_error != "skip":
+                raise
+            return skipped_file(self.reporter, source, error)
+        except BrokenProcessPool:
+            raise WorkerError(
+                "a worker process died while reading it (killed by the system, out of memory?)", source.path
+            ) from None
+        except OSError as error:  # reading errors are InputErrors; this is the store failing to write
+            raise output_error(error, Path(error.filename or self.state / "store")) from None
+        finally:
+            self.reporter.advance(1)
+
+    def plan(self, layout: Layout) -> dict[str, SplitPlan]:
+        """Plan every split, and record the layout, the plans and the names of what DST will hold."""
+        options = self.options
+        plans = {
+            split: plan_split(
+                split,
+                tuple(counts),
+                seed=options.seed,
+                shuffle=options.shuffle,
+                shard_size=options.shard_size,
+                chunk_size=chunk_samples(self.chunk_size, options.render, sum(counts), self.inflight // 2),
+            )
+            for split, counts in layout.counts.items()
+        }
+        try:
+            layout.save(self.state)
+            for split, plan in plans.items():
+                atomic.write_npy(plan_path(self.state, split), plan.order)
+            shards = [shard.name for plan in plans.values() for shard in plan.shards]
+            indexes = [dali.index_name(name) for name in shards] if options.dali_index else []
+            wids = [f"{split}.wids.json" for split in plans]
+            record_outputs(self.output, [*shards, *indexes, *wids, manifest.MANIFEST])  # see output.clean_output
+        except OSError as error:
+            raise output_error(error, self.state) from None
+        return plans
+
+    async def render(self, plans: dict[str, SplitPlan], build_id: str) -> dict[str, ShardRecord]:
+        """Every shard of ``plans``: reused where the journal lists it intact, else rendered from the
+        store of the layout ``build_id`` names and sealed."""
+        done = await self._reusable_shards(plans)
+        todo = [shard for plan in plans.values() for shard in plan.shards if shard.name not in done]
+        self.reporter.stage("render", sum(shard.count for shard in todo))
+        parts = self.state / PARTS_DIR
+        shutil.rmtree(parts, ignore_errors=True)  # a previous attempt's fragments: rewritten anyway
+        try:
+            os.makedirs(parts)
+        except OSError as error:
+            raise output_error(error, parts) from None
+        written = await ShardWriter(self, todo, build_id).run()
+        with contextlib.suppress(OSError):
+            parts.rmdir()
+        done.update({record.file: record for record in written})
+        return done
+
+    async def _reusable_shards(self, plans: dict[str, SplitPlan]) -> dict[str, ShardRecord]:
+        """Journaled shards that are still there with their recorded size (and locally, sha256), and
+        their DALI index if the build writes them. Local shards are re-hashed on the workers, all at
+        once: the parent does no per-byte work, also when a resume finds hundreds of GB in place."""
+        output = self.output
+        expected = {shard.name: shard for plan in plans.values() for shard in plan.shards}
+        found, to_hash = {}, {}
+        for name, record in self.journal.load().items():
+            shard = expected.get(name)
+            if shard is None or record.count != shard.count:
+                continue
+            if self.options.dali_index and not output.exists(dali.index_name(name)):  # deleted: render it again
+                continue
+            if not output.is_local:
+                if reusable(output, record):
+                    found[name] = record
+                continue
+            path = output.path(name)
+            if path.is_file() and path.stat().st_size == record.bytes:
+                to_hash[name] = record
+        digests = await asyncio.gather(
+            *(self.submit(file_digest, output.path(name)) for name in to_hash), return_exceptions=True
+        )
+        for (name, record), digest in zip(to_hash.items(), digests):
+            if isinstance(digest, BaseException) and not isinstance(digest, OSError):
+                raise digest  # a broken pool, not a shard that changed
+            if not isinstance(digest, BaseException) and digest[1] == record.sha256:
+                found[name] = record
+        return found
+
+    def index(self, inputs: Inputs, plans: dict[str, SplitPlan], done: dict[str, ShardRecord]) -> BuildResult:
+        """Write the wids indexes, the dataset card and, last, the manifest: the build is then finished."""
+        kept, layout = inputs.kept, inputs.layout
+        by_split = {split: [done[s.name] for s in plan.shards] for split, plan in plans.items()}
+        result_manifest = manifest.build_manifest(
+            classes=layout.classes,
+            sources=layout.sources,
+            options=self.options.to_dict(),
+            splits=by_split,
+            blank={split: sum(r.blank.get(split, 0) for _, r in kept) for split in plans},
+            skipped=[item for _, record in kept for item in record.skipped],
+            skipped_files=inputs.skipped_files,
+            class_counts=layout.counts,
+        )
+        if self.options.drawings.filters:
+            result_manifest["filtered"] = filtered_counts([record for _, record in kept])
+        try:
+            manifest.write_index(self.output, result_manifest, by_split)
+        except OSError as error:
+            raise output_error(error, self.output.root) from None
+        except Exception as error:
+            if not is_storage_error(error):
+                raise
+            raise storage_error(error, self.output.root, "write the manifest") from None
+        dst = self.output.path() if self.output.is_local else self.output.root
+        reused = sum(name not in self.tally.sealed for name in done)
+        return BuildResult(dst, result_manifest, self.tally.images, len(self.tally.sealed), reused, 0.0)
+
+
+async def _gather_or_cancel(coroutines):
+    """Like ``asyncio.gather`` but cancels the siblings when one fails (3.10 has no TaskGroup)."""
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+def chunk_samples(chunk_size: int | None, render: RenderOptions, count: int, procs: int) -> int:
+    """Samples per chunk task: ``chunk_size``, or by default enough for ``CHUNKS_PER_WORKER`` chunks
+    a worker (within ``CHUNK_SAMPLES``); fewer where their output would exceed ``CHUNK_BYTES``.
+
+    The parent's cost is per task (~0.1-0.4 ms of its CPU each, measured), so chunks are as large
+    as keeping every worker busy allows. In-flight work is bounded in bytes as well as in tasks: at
+    most ``2 * procs`` chunks are out, each at most ``CHUNK_BYTES`` of fragment on disk, while a
+    worker holds one image at a time. Chunks never change the output's bytes.
+    """
+    if chunk_size is None:
+        smallest, largest = CHUNK_SAMPLES
+        chunk_size = max(smallest, min(largest, -(-count // (CHUNKS_PER_WORKER * max(1, procs)))))
+    raw = render.size * render.size * render.channels
+    estimate = raw + 128 if render.format == "npy" else raw // 4  # encoded line drawings: far less
+    return max(1, min(chunk_size, CHUNK_BYTES // estimate))
+
+
+def splits_present(kept: list[tuple[SourceFile, ClassRecord]], options: BuildOptions) -> list[str]:
+    if not kept:
+        raise InputError("no input file could be read; nothing to build")
+    present = [split for split in SPLITS if any(split in record.counts for _, record in kept)]
+    if options.splits:
+        missing = [split for split in options.splits if split not in present]
+        if missing:
+            raise UsageError(f"no input holds the split(s) {', '.join(missing)}; present: {', '.join(present)}")
+        present = [split for split in SPLITS if split in options.splits]
+    if not any(record.counts.get(split, 0) for split in present for _, record in kept):
+        invalid = sum(len(record.skipped) for _, record in kept)
+        held = f"only invalid sketches ({invalid} skipped)" if invalid else "no sketches"
+        raise InputError(f"the inputs hold {held}; nothing to build")
+    return present

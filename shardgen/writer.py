@@ -1,0 +1,179 @@
+"""The render stage's writer: chunks rendered in plan order, each shard sealed and journaled once complete.
+
+A submitter coroutine submits every chunk of the plan to the executor and puts its future on a
+bounded ``asyncio.Queue`` (at most ``inflight`` chunks are out at once). The writer, the build's
+own task, follows the queue in plan order; once a shard's last chunk is in, it has the shard
+sealed on a worker (beside the chunks that follow) and then journals it. Workers write every byte.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from . import faults
+from .errors import OutputError, WorkerError
+from .fragments import PARTS_DIR, fragment_path, partial_path, seal_shard
+from .objectstore import seal_and_upload
+from .output import shard_folder
+from .plan import Shard
+from .worker import ChunkTask, render_chunk
+from .write import ShardRecord, output_error
+
+if TYPE_CHECKING:
+    from .orchestrate import Build
+
+
+class ShardWriter:
+    """The render stage of ``build`` for ``shards`` (see the module docstring); call :meth:`run`
+    once, from the build's task. ``build_id`` names the layout the chunks are rendered from."""
+
+    def __init__(self, build: Build, shards: list[Shard], build_id: str) -> None:
+        self.build, self.shards, self.build_id = build, shards, build_id
+        self.queue: asyncio.Queue = asyncio.Queue(maxsize=build.inflight)
+        writer = asyncio.current_task()
+        assert writer is not None  # a coroutine of the build's event loop
+        self.writer = writer
+        self.failures: list[BaseException] = []
+        self.stopping = False
+        self.sealing: list[asyncio.Future] = []
+        self.written: list[ShardRecord] = []
+        self.submitter = asyncio.ensure_future(self._submit())
+        self.submitter.add_done_callback(self._stop_writer)
+
+    async def run(self) -> list[ShardRecord]:
+        """Render and seal every shard; journal what was sealed."""
+        try:
+            await self._follow()
+            await self.submitter
+            await asyncio.gather(*self.sealing)
+        except BaseException as error:
+            await self._wind_down()
+            if self.failures and isinstance(error, asyncio.CancelledError):
+                raise self.failures[0] from None
+            raise
+        return self.written
+
+    def _stop_writer(self, task: asyncio.Future) -> None:
+        # A seal that could not write (disk full) stops the build now, not after every chunk; a
+        # submitter that failed would leave the writer waiting for chunks that never come.
+        error = None if self.stopping or self.failures or task.cancelled() else task.exception()
+        if error is None:
+            return
+        if task is self.submitter or isinstance(error, OutputError):
+            self.failures.append(error)
+            self.writer.cancel()
+
+    async def _submit(self) -> None:
+        """Submit every chunk in plan order, as fast as the queue takes them; then say the end."""
+        for shard in self.shards:
+            for start, stop in shard.chunks():
+                try:
+                    future = self.build.submit(render_chunk, self._chunk_task(shard, start, stop))
+                except BrokenProcessPool as error:  # the writer reports it, naming this chunk
+                    future = asyncio.get_running_loop().create_future()
+                    future.set_exception(error)
+                try:
+                    await self.queue.put((shard, start, stop, future))  # waits while `inflight` chunks are out
+                except BaseException:
+                    _drop(future)  # stopped before queueing it: nobody else will look at it
+                    raise
+        await self.queue.put(None)
+
+    async def _follow(self) -> None:
+        """Wait for every chunk in plan order; start a shard's seal once its last chunk is in."""
+        began: dict[str, float] = {}
+        while (item := await self.queue.get()) is not None:
+            shard, start, stop, future = item
+            began.setdefault(shard.name, time.perf_counter())
+            await _chunk_done(shard, start, stop, future)
+            self.build.reporter.advance(stop - start)
+            if faults.ACTIVE:
+                faults.point("append")
+            if stop == shard.stop:
+                self.sealing.append(asyncio.ensure_future(self._seal(shard, len(self.sealing), began.pop(shard.name))))
+                self.sealing[-1].add_done_callback(self._stop_writer)
+
+    async def _seal(self, shard: Shard, position: int, began: float) -> None:
+        """Seal ``shard`` (the ``position``-th sealed in this run), then journal it: it is done."""
+        build = self.build
+        record = await self._seal_on_worker(shard, position)
+        if faults.ACTIVE:
+            faults.point("journal")
+        # In a thread: an fsync (or, on object storage, a PUT) must not stall the loop that keeps
+        # every worker fed.
+        await asyncio.to_thread(build.journal.append, record)
+        build.tally.sealed.add(record.file)
+        build.tally.images += record.count
+        self.written.append(record)
+        build.reporter.shard_done(record, time.perf_counter() - began)
+
+    async def _seal_on_worker(self, shard: Shard, position: int) -> ShardRecord:
+        """Have ``shard``'s fragments joined into the shard on a worker (and uploaded, DST a URL)."""
+        build = self.build
+        path = shard_folder(build.output, build.state) / shard.name
+        fragments = [fragment_path(build.state, shard.name, start) for start, _ in shard.chunks()]
+        # With DST a URL the same worker uploads the sealed shard: only then is its object visible.
+        sealer, upload_to = (seal_shard, ()) if build.output.is_local else (seal_and_upload, (build.output,))
+        try:
+            size, sha256, md5 = await build.submit(
+                sealer, fragments, path, position, *upload_to, build.options.dali_index
+            )
+        except BrokenProcessPool:
+            raise WorkerError(f"a worker process died while sealing {shard.name}") from None
+        except OSError as error:
+            raise output_error(error, Path(error.filename or partial_path(path))) from None
+        return ShardRecord(shard.name, shard.count, size, sha256, md5)
+
+    def _chunk_task(self, shard: Shard, start: int, stop: int) -> ChunkTask:
+        build = self.build
+        return ChunkTask(
+            state_dir=build.state,
+            build_id=self.build_id,
+            split=shard.split,
+            start=start,
+            stop=stop,
+            options=build.options.render,
+            seed=build.options.seed,
+            fragment=fragment_path(build.state, shard.name, start),
+            list_members=build.options.dali_index,
+        )
+
+    async def _wind_down(self) -> None:
+        """After a failure or a stop signal: stop submitting, let complete shards be sealed, drop the rest."""
+        self.stopping = True
+        self.submitter.cancel()
+        with contextlib.suppress(BaseException):
+            await self.submitter
+        # Shards already complete are still sealed and journaled: a failure in a later shard, or a
+        # stop signal, must not cost finished work. A seal that fails is dropped.
+        await asyncio.gather(*self.sealing, return_exceptions=True)
+        while not self.queue.empty():
+            item = self.queue.get_nowait()
+            if item is not None:
+                _drop(item[3])
+
+
+def _drop(future: asyncio.Future) -> None:
+    """Give up on a chunk nobody will wait for; a failure it already holds counts as seen."""
+    if future.done() and not future.cancelled():
+        future.exception()
+    future.cancel()
+
+
+async def _chunk_done(shard: Shard, start: int, stop: int, future: asyncio.Future) -> int:
+    """Wait for one chunk's fragment; a dead worker or a failed write becomes a one-line error."""
+    try:
+        return await future
+    except BrokenProcessPool:
+        raise WorkerError(
+            f"a worker process died while rendering {shard.name} (split {shard.split}, plan positions "
+            f"{start}-{stop}; killed by the system, out of memory?); completed shards are kept, "
+            "rerun the same command to resume"
+        ) from None
+    except OSError as error:
+        raise output_error(error, Path(error.filename or PARTS_DIR)) from None
