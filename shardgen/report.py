@@ -8,10 +8,11 @@ above the bar instead of being drawn over.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from rich.console import Console
 from rich.markup import escape
@@ -190,18 +191,20 @@ def summary(result: BuildResult) -> dict:
     }
 
 
-def _printed_as_json(data: dict, as_json: bool) -> bool:
-    """With ``--json``, print ``data`` as indented JSON on stdout instead of the table."""
+def _print(data: dict, as_json: bool, print_tables: Callable[[dict], None]) -> None:
+    """``data`` as indented JSON on stdout with ``--json``, else as ``print_tables`` lays it out."""
     if as_json:
         print(json.dumps(data, indent=2))
-    return as_json
+    else:
+        print_tables(data)
 
 
 def print_summary(result: BuildResult, as_json: bool = False) -> None:
     """A small table per split, then totals and the rate, on stdout (or the same as JSON)."""
-    data = summary(result)
-    if _printed_as_json(data, as_json):
-        return
+    _print(summary(result), as_json, _summary_tables)
+
+
+def _summary_tables(data: dict) -> None:
     rows = [
         (split, f"{s['images']:,}", f"{s['shards']:,}", human_bytes(s["bytes"]), f"{s['skipped']:,}", f"{s['blank']:,}")
         for split, s in data["splits"].items()
@@ -222,8 +225,8 @@ def print_summary(result: BuildResult, as_json: bool = False) -> None:
     console = Console(file=sys.stdout, highlight=False)
     console.print(_table(("split", "images", "shards", "bytes", "skipped", "blank"), rows))
     console.print(
-        f"{data['images']:,} images in {result.seconds:.1f} s, "
-        + (f"{data['images_per_second']:,.0f} images/s" if result.images_rendered else "nothing rendered")
+        f"{data['images']:,} images in {data['seconds']:.1f} s, "
+        + (f"{data['images_per_second']:,.0f} images/s" if data["images_rendered"] else "nothing rendered")
         + "; "
         f"shards written {data['shards_written']}, reused {data['shards_reused']}; "
         f"skipped {data['skipped']}" + (" (listed in manifest.json)" if data["skipped"] else ""),
@@ -263,9 +266,10 @@ def plan_summary(plan: BuildPlan) -> dict:
 
 def print_plan(plan: BuildPlan, as_json: bool = False) -> None:
     """What a build would write, without having written it (``--dry-run``)."""
-    data = plan_summary(plan)
-    if _printed_as_json(data, as_json):
-        return
+    _print(plan_summary(plan), as_json, functools.partial(_plan_lines, plan))
+
+
+def _plan_lines(plan: BuildPlan, data: dict) -> None:
     console = Console(file=sys.stdout, highlight=False)
     names = ", ".join(plan.classes[:8]) + (f", ... ({len(plan.classes) - 8} more)" if len(plan.classes) > 8 else "")
     console.print("dry run: nothing rendered, nothing written", soft_wrap=True)
