@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from . import dali, faults, tar
-from .atomic import fsync_dir, temp_path
+from .atomic import fsync, fsync_dir, replacing, temp_path
 
 PARTS_DIR = "parts"
 PARTIAL_SUFFIX = ".partial"
@@ -42,24 +42,17 @@ def write_fragment(path: Path, members: Iterable[tuple[str, bytes]], list_member
     With ``list_members``, each member's name and size are listed too, for the shard's DALI index.
     """
     path = Path(path)
-    tmp = temp_path(path)
     size = 0
     listed = []
-    try:
-        with open(tmp, "wb", buffering=_BUFFER) as f:
-            for name, data in members:
-                for part in tar.member_parts(name, data):
-                    f.write(part)
-                    size += len(part)
-                if list_members:
-                    listed.append((name, len(data)))
+    with replacing(path, temp_path(path), buffering=_BUFFER) as f:
+        for name, data in members:
+            for part in tar.member_parts(name, data):
+                f.write(part)
+                size += len(part)
+            if list_members:
+                listed.append((name, len(data)))
         if list_members:
             dali.write_members(dali.members_path(path), listed)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
     return size
 
 
@@ -84,32 +77,26 @@ def seal_shard(
     partial = partial_path(path)
     sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
     size = 0
-    try:
-        with open(partial, "wb") as out:
-            starts = []
-            for fragment in fragments:
-                starts.append(size)
-                with open(fragment, "rb", buffering=0) as f:
-                    while block := f.read(_BUFFER):
-                        if faults.ACTIVE:
-                            faults.shard_write(fault_index, partial)
-                        sha.update(block)
-                        md5.update(block)
-                        out.write(block)
-                        size += len(block)
-            end = tar.end_of_archive(size)
-            sha.update(end)
-            md5.update(end)
-            out.write(end)
-            size += len(end)
-            os.fsync(out.fileno())
+    starts = []
+    with replacing(path, partial) as out:
+        for fragment in fragments:
+            starts.append(size)
+            with open(fragment, "rb", buffering=0) as f:
+                while block := f.read(_BUFFER):
+                    if faults.ACTIVE:
+                        faults.shard_write(fault_index, partial)
+                    sha.update(block)
+                    md5.update(block)
+                    out.write(block)
+                    size += len(block)
+        end = tar.end_of_archive(size)
+        sha.update(end)
+        md5.update(end)
+        out.write(end)
+        size += len(end)
+        fsync(out)
         if faults.ACTIVE:
             faults.point("rename")
-        os.replace(partial, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(partial)
-        raise
     fsync_dir(path.parent)
     if dali_index:  # after the rename is safe: the journal, not the file, says a shard is done
         dali.write_index(path, fragments, starts)
