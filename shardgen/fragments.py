@@ -56,15 +56,13 @@ def write_fragment(path: Path, members: Iterable[tuple[str, bytes]], list_member
     return size
 
 
-def seal_shard(
-    fragments: list[Path], path: Path, fault_index: int = -1, dali_index: bool = False
-) -> tuple[int, str, str]:
-    """Join ``fragments`` in order into shard ``path``, hashing as it goes; returns size, sha256, md5.
+def seal_shard(fragments: list[Path], path: Path, fault_index: int = -1, dali_index: bool = False) -> tuple[int, str]:
+    """Join ``fragments`` in order into shard ``path``, hashing as it goes; returns size and sha256.
 
-    The shard appears under its final name only complete and fsynced. md5 is what a wids index
-    records for a shard (``md5sum``); computing it here costs no extra pass over the bytes. With
-    ``dali_index``, the shard's ``.idx`` is written from the member lists of its fragments and where
-    each fragment starts in the shard: no read of the shard.
+    The shard appears under its final name only complete and fsynced. No md5: a wids index may
+    list one (``md5sum``), but wids never checks it, and it cost half the seal. With
+    ``dali_index``, the shard's ``.idx`` is written from the member lists of its fragments and
+    where each fragment starts in the shard: no read of the shard.
 
     Idempotent: Dask reruns a task whose worker died, possibly after that run had renamed the
     shard and removed some fragments. A fragment is removed only once its shard is in place, so
@@ -75,7 +73,7 @@ def seal_shard(
         with open(path, "rb") as f:
             return stream_digests(f)
     partial = partial_path(path)
-    sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+    sha = hashlib.sha256()
     size = 0
     starts = []
     with replacing(path, partial) as out:
@@ -86,12 +84,10 @@ def seal_shard(
                     if faults.ACTIVE:
                         faults.shard_write(fault_index, partial)
                     sha.update(block)
-                    md5.update(block)
                     out.write(block)
                     size += len(block)
         end = tar.end_of_archive(size)
         sha.update(end)
-        md5.update(end)
         out.write(end)
         size += len(end)
         fsync(out)
@@ -104,15 +100,14 @@ def seal_shard(
         for leftover in (fragment, dali.members_path(fragment)):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(leftover)
-    return size, sha.hexdigest(), md5.hexdigest()
+    return size, sha.hexdigest()
 
 
-def stream_digests(stream: BinaryIO) -> tuple[int, str, str]:
-    """Size, sha256 and md5 of what ``stream`` holds, read in blocks."""
-    sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+def stream_digests(stream: BinaryIO) -> tuple[int, str]:
+    """Size and sha256 of what ``stream`` holds, read in blocks."""
+    sha = hashlib.sha256()
     size = 0
     while block := stream.read(_BUFFER):
         sha.update(block)
-        md5.update(block)
         size += len(block)
-    return size, sha.hexdigest(), md5.hexdigest()
+    return size, sha.hexdigest()

@@ -232,17 +232,14 @@ def _recognise_finished_build(output: Location, finished: dict, identity: dict) 
 
 
 def _manifest_shards(output: Location, finished: dict) -> list[ShardRecord]:
-    """The shards a manifest lists, with the md5 their split's wids index records."""
+    """The shards a manifest lists."""
     records = []
-    for split, entry in finished["splits"].items():
-        index = _read_json(output, f"{split}.wids.json")
+    for entry in finished["splits"].values():
         try:
-            md5 = {item["url"]: item["md5sum"] for item in index["shardlist"]}
             for shard in entry["shards"]:
-                name = shard["file"]
-                records.append(ShardRecord(name, shard["count"], shard["bytes"], shard["sha256"], md5[name]))
+                records.append(ShardRecord(shard["file"], shard["count"], shard["bytes"], shard["sha256"]))
         except (KeyError, TypeError):
-            continue  # an index or entry that does not say enough: its shards are rendered again
+            continue  # an entry that does not say enough: its shards are rendered again
     return records
 
 

@@ -511,14 +511,14 @@ async def _render_shards(
         # With DST a URL the same worker uploads the sealed shard: only then is its object visible.
         sealer, upload_to = (seal_shard, ()) if output.is_local else (seal_and_upload, (output,))
         try:
-            size, sha256, md5 = await submit_task(
+            size, sha256 = await submit_task(
                 loop, executor, sealer, fragments, path, position, *upload_to, options.dali_index
             )
         except BrokenProcessPool:
             raise WorkerError(f"a worker process died while sealing {shard.name}") from None
         except OSError as error:
             raise output_error(error, Path(error.filename or partial_path(path))) from None
-        record = ShardRecord(shard.name, shard.count, size, sha256, md5)
+        record = ShardRecord(shard.name, shard.count, size, sha256)
         if faults.ACTIVE:
             faults.point("journal")
         # In a thread: an fsync (or, on object storage, a PUT) must not stall the loop that keeps

@@ -20,17 +20,17 @@ PINNED_SHA256 = {
     "test-000001.tar": "cdc6905c5b54d5bc0a6db1ecae4f57444c3469b607483ca94547616886561f0a",
     "test-000002.tar": "77bf80b19b3db7ed5be64e07e286aa707c4b95dc664b9f0b079d236bd0fa446a",
     "test-000003.tar": "df679deb629e1ffbc10899c1af1ab818fdc4cfc20417ae279dda6d6758dd7a3f",
-    "test.wids.json": "1a354ddda757a44906bf3dcd9f618140fdf15b7c3477e6ac3a9b3ac2e31087d4",
+    "test.wids.json": "33b424494aa7c6b7dcd347043a1eca12f453a4c47b32d205ff04f0baec22b0ac",
     "train-000000.tar": "a5f556ee897aa04e25ee772920211fbbaf8a843309dd37fed4a25eaebb63321b",
     "train-000001.tar": "778e8c533e2f26987218eb560bbeee8047375577bc892a793f4ed0e782e26ad3",
     "train-000002.tar": "949d45e4f87c86115bbf6881d42979618bc09308baa96c3c4ef405febe3bbc05",
     "train-000003.tar": "93a3754c35e6353d8d6440f0b1a24e38dff6cc6b6b54413e2a71863f50773697",
-    "train.wids.json": "c2b3d59df448a2ae3ad3d8ebe2e2f05244d8ece46e6a0f3bb95ff06105b8276b",
+    "train.wids.json": "ea72752edbfae73391fc9b96ebfa8e2761879498fff995960520fc1d7cae51a0",
     "valid-000000.tar": "db8fdff02a86d937cbd67a8acbda44619a83159e82792147e7817267e192273a",
     "valid-000001.tar": "c6bed7c35c5d0b2e68202fc721fd0cc67ef33a7f8af86d19a93d6d34da7d8599",
     "valid-000002.tar": "51e5974a98774e6c98142dd7146abe8d9f019515998f3beb1bcaf2353422fb2a",
     "valid-000003.tar": "7297d60082868139792eeabb4e177e757566e99e399cf3043794d28f3cadb9c7",
-    "valid.wids.json": "d01209c35484a86950b586edcb1149faa3289239cf8216b75450f6bb97d28e41",
+    "valid.wids.json": "1d115b6994404f41be3522969bb1c91df2db8a8ddf5862d3b7f277e0e07404ed",
 }
 # 3 classes x 20 sketches a split, 32 px, shards of 16: four shards a split, the last one short.
 OPTIONS = BuildOptions(render=RenderOptions(size=32), shard_size=16, seed=3)
