@@ -24,7 +24,7 @@ from .atomic import fsync, fsync_dir, replacing, temp_path
 
 PARTS_DIR = "parts"
 PARTIAL_SUFFIX = ".partial"
-_BUFFER = 1 << 20  # members are small: gather them into large writes; large images bypass it
+_BUFFER = 1 << 20  # samples are small: gather them into large writes; a large one bypasses it
 
 
 def fragment_path(state_dir: Path, shard_name: str, start: int) -> Path:
@@ -36,23 +36,24 @@ def partial_path(path: Path) -> Path:
     return Path(path).with_name(Path(path).name + PARTIAL_SUFFIX)
 
 
-def write_fragment(path: Path, members: Iterable[tuple[str, bytes]], list_members: bool = False) -> int:
-    """Write tar members ``(name, data)`` as they come to ``path`` (via a temp file); returns its size.
+def write_fragment(
+    path: Path, samples: Iterable[tuple[str, list[tuple[str, bytes]]]], list_members: bool = False
+) -> int:
+    """Write each sample ``(key, [(ext, data), ...])`` as it comes to ``path`` as tar members
+    ``key + ext`` (via a temp file); returns the fragment's size.
 
     With ``list_members``, each member's name and size are listed too, for the shard's DALI index.
     """
     path = Path(path)
-    size = 0
-    listed = []
+    listed: list[tuple[str, int]] = []
     with replacing(path, temp_path(path), buffering=_BUFFER) as f:
-        for name, data in members:
-            for part in tar.member_parts(name, data):
-                f.write(part)
-                size += len(part)
+        for key, members in samples:
+            f.write(tar.sample(key, members))
             if list_members:
-                listed.append((name, len(data)))
+                listed += ((key + ext, len(data)) for ext, data in members)
         if list_members:
             dali.write_members(dali.members_path(path), listed)
+        size = f.tell()
     return size
 
 

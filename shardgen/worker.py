@@ -145,7 +145,7 @@ def render_chunk(task: ChunkTask) -> int:
 
 
 def _members(task: ChunkTask):
-    """The chunk's tar members ``(name, data)``, one at a time: image, class, metadata (and strokes) per sample."""
+    """The chunk's samples ``(key, [(ext, data), ...])``, one at a time: image, class, metadata (and strokes)."""
     state_dir = Path(task.state_dir)
     mtime_ns = (state_dir / LAYOUT_FILE).stat().st_mtime_ns
     layout, starts = _layout(state_dir, mtime_ns)
@@ -165,10 +165,10 @@ def _members(task: ChunkTask):
                 image = encode_image(render_sketch(strokes, options, color_seed(task.seed, key), times), options)
             else:
                 image = CONSTANT_IMAGE
-            yield f"{key}.{ext}", image
-            yield f"{key}.cls", b"%d" % class_index
-            yield f"{key}.json", sample_json(templates[class_index], source_index, reader.meta(store_id, position))
+            meta = sample_json(templates[class_index], source_index, reader.meta(store_id, position))
+            members = [(f".{ext}", image), (".cls", b"%d" % class_index), (".json", meta)]
             if options.strokes:
-                yield f"{key}.{STROKES}", encode_npy(strokes)
+                members.append((f".{STROKES}", encode_npy(strokes)))
+            yield key, members
     finally:
         reader.release()  # also when the chunk fails half-way: no mapping outlives its task
