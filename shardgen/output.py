@@ -228,10 +228,10 @@ def _recognise_finished_build(output: Location, finished: dict, identity: dict) 
             "rerun with --overwrite to replace it, or choose another output folder",
             output.root,
         )
-    return _manifest_shards(output, finished)
+    return _manifest_shards(finished)
 
 
-def _manifest_shards(output: Location, finished: dict) -> list[ShardRecord]:
+def _manifest_shards(finished: dict) -> list[ShardRecord]:
     """The shards a manifest lists."""
     records = []
     for entry in finished["splits"].values():
@@ -262,7 +262,7 @@ def owned_files(output: Location, state: Path) -> set[str]:
     if finished is not None:
         names.add(manifest.MANIFEST)
         names.update(f"{split}.wids.json" for split in finished["splits"])
-        names.update(record.file for record in _manifest_shards(output, finished))
+        names.update(record.file for record in _manifest_shards(finished))
         files = finished.get("files")
         if isinstance(files, list):
             names.update(name for name in files if isinstance(name, str))

@@ -39,7 +39,7 @@ def member(name: str, data: bytes) -> bytes:
 def sample(key: str, members: Iterable[tuple[str, bytes]]) -> bytes:
     """A sample's tar members, named ``key + ext`` for each ``(ext, data)``, back to back.
 
-    One bytes object a sample, so a worker makes one write a sample rather than three a member.
+    One bytes object, so a worker writes a sample with one call rather than three per member.
     """
     parts: list[bytes] = []
     for ext, data in members:
