@@ -80,6 +80,8 @@ def seal_shard(fragments: list[Path], path: Path, fault_index: int = -1, dali_in
     with replacing(path, partial) as out:
         for fragment in fragments:
             starts.append(size)
+            # Plain 1 MB reads: readinto a reused buffer, mmap, os.copy_file_range, os.sendfile
+            # and 256 KB or 4 MB blocks measured no cheaper (within 0.3 us an image, or dearer).
             with open(fragment, "rb", buffering=0) as f:
                 while block := f.read(_BUFFER):
                     if faults.ACTIVE:
