@@ -6,8 +6,9 @@ import contextlib
 import json
 import os
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -66,19 +67,33 @@ def temp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
 
 
+@contextlib.contextmanager
+def replacing(path: Path, staged: Path, buffering: int = -1) -> Iterator[BinaryIO]:
+    """Write ``staged`` in the ``with`` block, then rename it to ``path``; if the block fails, remove it.
+
+    A full disk, an interrupt or a failed render leaves neither a partial file under ``path`` nor
+    the staged file. Durability is the caller's: fsync in the block, :func:`fsync_dir` after it.
+    """
+    try:
+        with open(staged, "wb", buffering=buffering) as f:
+            yield f
+        os.replace(staged, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(staged)
+        raise
+
+
+def fsync(file: BinaryIO) -> None:
+    """Flush ``file``'s buffer and make its bytes durable."""
+    file.flush()
+    os.fsync(file.fileno())
+
+
 def _write_via_temp(path: Path, write) -> None:
-    tmp = temp_path(path)
     if faults.ACTIVE:
         faults.output_write(path)
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        # A full disk or an interrupt must not leave the temp file behind.
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with replacing(path, temp_path(path)) as f:
+        write(f)
+        fsync(f)
     fsync_dir(path.parent)

@@ -13,12 +13,15 @@ MANIFEST = "manifest.json"
 
 
 def wids_index(split: str, shards: list[ShardRecord]) -> dict:
-    """A ``wids-shard-index-v1`` index; URLs are relative to the index file's folder."""
+    """A ``wids-shard-index-v1`` index; URLs are relative to the index file's folder.
+
+    Without ``md5sum``: it is optional, and wids never checks it (only ``wids_index create`` writes it).
+    """
     return {
         "__kind__": "wids-shard-index-v1",
         "wids_version": 1,
         "name": split,
-        "shardlist": [{"url": s.file, "nsamples": s.count, "filesize": s.bytes, "md5sum": s.md5} for s in shards],
+        "shardlist": [{"url": s.file, "nsamples": s.count, "filesize": s.bytes} for s in shards],
     }
 
 

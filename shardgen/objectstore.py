@@ -24,7 +24,7 @@ from pathlib import Path
 from . import dali, faults
 from .fragments import seal_shard, stream_digests
 from .location import Location, is_storage_error, storage_error
-from .write import ShardRecord
+from .write import ShardRecord, parse_records
 
 JOURNAL_DIR = "journal"
 SEALED_DIR = "sealed"  # in the work folder: shards sealed and waiting for their upload
@@ -44,14 +44,13 @@ class RecordJournal:
 
     def load(self) -> dict[str, ShardRecord]:
         """Completed shards by file name; an unreadable record is ignored (the shard is rebuilt)."""
-        records: dict[str, ShardRecord] = {}
-        for name in self.folder.list():
-            try:
-                record = ShardRecord(**json.loads(self.folder.read_bytes(name)))
-            except (OSError, ValueError, TypeError):
-                continue
-            records[record.file] = record
-        return records
+        return parse_records(self._read(name) for name in self.folder.list())
+
+    def _read(self, name: str) -> bytes:
+        try:
+            return self.folder.read_bytes(name)
+        except OSError:
+            return b""  # not a record: skipped like a damaged one
 
     def append(self, record: ShardRecord) -> None:
         try:
@@ -64,10 +63,10 @@ class RecordJournal:
 
 def seal_and_upload(
     fragments: list[Path], sealed: Path, fault_index: int, dst: Location, dali_index: bool = False
-) -> tuple[int, str, str]:
+) -> tuple[int, str]:
     """Runs on a worker: seal the shard in the work folder (see ``fragments.seal_shard``), put it
     (after its DALI index, with ``dali_index``) under its final key in ``dst``, and drop the local
-    copies; returns size, sha256 and md5.
+    copies; returns size and sha256.
 
     Idempotent, as Dask reruns need: if an earlier run got as far as removing its local copy, the
     object is complete (uploads are whole or absent) and is read back to be hashed.

@@ -228,21 +228,18 @@ def _recognise_finished_build(output: Location, finished: dict, identity: dict) 
             "rerun with --overwrite to replace it, or choose another output folder",
             output.root,
         )
-    return _manifest_shards(output, finished)
+    return _manifest_shards(finished)
 
 
-def _manifest_shards(output: Location, finished: dict) -> list[ShardRecord]:
-    """The shards a manifest lists, with the md5 their split's wids index records."""
+def _manifest_shards(finished: dict) -> list[ShardRecord]:
+    """The shards a manifest lists."""
     records = []
-    for split, entry in finished["splits"].items():
-        index = _read_json(output, f"{split}.wids.json")
+    for entry in finished["splits"].values():
         try:
-            md5 = {item["url"]: item["md5sum"] for item in index["shardlist"]}
             for shard in entry["shards"]:
-                name = shard["file"]
-                records.append(ShardRecord(name, shard["count"], shard["bytes"], shard["sha256"], md5[name]))
+                records.append(ShardRecord(shard["file"], shard["count"], shard["bytes"], shard["sha256"]))
         except (KeyError, TypeError):
-            continue  # an index or entry that does not say enough: its shards are rendered again
+            continue  # an entry that does not say enough: its shards are rendered again
     return records
 
 
@@ -265,7 +262,7 @@ def owned_files(output: Location, state: Path) -> set[str]:
     if finished is not None:
         names.add(manifest.MANIFEST)
         names.update(f"{split}.wids.json" for split in finished["splits"])
-        names.update(record.file for record in _manifest_shards(output, finished))
+        names.update(record.file for record in _manifest_shards(finished))
         files = finished.get("files")
         if isinstance(files, list):
             names.update(name for name in files if isinstance(name, str))

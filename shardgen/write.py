@@ -8,14 +8,15 @@ truncated shard under a final name, and the journal lists only shards that are c
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from . import faults
 from .errors import OutputError
+from .fragments import stream_digests
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,22 @@ class ShardRecord:
     count: int
     bytes: int
     sha256: str
-    md5: str
+
+
+def parse_records(texts: Iterable[str | bytes]) -> dict[str, ShardRecord]:
+    """Records by file name from their JSON texts; an unreadable text (a torn line) is skipped.
+
+    Fields this version does not write are ignored: an older build journaled each shard's md5 too.
+    """
+    records: dict[str, ShardRecord] = {}
+    for text in texts:
+        try:
+            found = json.loads(text)
+            record = ShardRecord(**{field.name: found[field.name] for field in fields(ShardRecord)})
+        except (ValueError, TypeError, KeyError):
+            continue
+        records[record.file] = record
+    return records
 
 
 def output_error(error: OSError, path: Path | str) -> OutputError:
@@ -44,18 +60,10 @@ class Journal:
 
     def load(self) -> dict[str, ShardRecord]:
         """Completed shards by file name; a torn last line (crash mid-append) is ignored."""
-        records: dict[str, ShardRecord] = {}
         try:
-            lines = self.path.read_text().splitlines()
+            return parse_records(self.path.read_text().splitlines())
         except FileNotFoundError:
-            return records
-        for line in lines:
-            try:
-                record = ShardRecord(**json.loads(line))
-            except (ValueError, TypeError):
-                continue
-            records[record.file] = record
-        return records
+            return {}
 
     def append(self, record: ShardRecord) -> None:
         try:
@@ -70,11 +78,6 @@ class Journal:
 
 
 def file_digest(path: Path) -> tuple[int, str]:
-    """Size and sha256 of a file, read in blocks (to check a journaled shard before reusing it)."""
-    sha = hashlib.sha256()
-    size = 0
+    """Size and sha256 of a file (to check a journaled shard before reusing it)."""
     with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            sha.update(block)
-            size += len(block)
-    return size, sha.hexdigest()
+        return stream_digests(f)

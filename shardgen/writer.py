@@ -120,14 +120,12 @@ class ShardWriter:
         # With DST a URL the same worker uploads the sealed shard: only then is its object visible.
         sealer, upload_to = (seal_shard, ()) if build.output.is_local else (seal_and_upload, (build.output,))
         try:
-            size, sha256, md5 = await build.submit(
-                sealer, fragments, path, position, *upload_to, build.options.dali_index
-            )
+            size, sha256 = await build.submit(sealer, fragments, path, position, *upload_to, build.options.dali_index)
         except BrokenProcessPool:
             raise WorkerError(f"a worker process died while sealing {shard.name}") from None
         except OSError as error:
             raise output_error(error, Path(error.filename or partial_path(path))) from None
-        return ShardRecord(shard.name, shard.count, size, sha256, md5)
+        return ShardRecord(shard.name, shard.count, size, sha256)
 
     def _chunk_task(self, shard: Shard, start: int, stop: int) -> ChunkTask:
         build = self.build

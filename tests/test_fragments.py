@@ -10,13 +10,14 @@ import pytest
 from shardgen import tar
 from shardgen.fragments import fragment_path, partial_path, seal_shard, write_fragment
 
-MEMBERS = [("a.png", b"x" * 700), ("a.cls", b"3"), ("b.png", bytes(range(256)) * 9000), ("b.cls", b"1")]
+SAMPLES = [("a", [(".png", b"x" * 700), (".cls", b"3")]), ("b", [(".png", bytes(range(256)) * 9000), (".cls", b"1")])]
+MEMBERS = [(key + ext, data) for key, members in SAMPLES for ext, data in members]
 
 
 def test_fragment_holds_the_members_as_tar_members_and_its_size_is_returned(tmp_path):
-    """write_fragment's file is exactly tar.member of each (name, data), in order, and no temp file stays."""
+    """write_fragment's file is exactly tar.member of each KEY.EXT, in order, and no temp file stays."""
     path = tmp_path / "x.tar.0"
-    size = write_fragment(path, iter(MEMBERS))
+    size = write_fragment(path, iter(SAMPLES))
     assert path.read_bytes() == b"".join(tar.member(n, d) for n, d in MEMBERS)
     assert size == path.stat().st_size and [p.name for p in tmp_path.iterdir()] == ["x.tar.0"]
 
@@ -25,7 +26,7 @@ def test_a_failed_fragment_leaves_nothing_under_either_name(tmp_path):
     """A member stream that fails half-way leaves neither the fragment nor its temp file."""
 
     def failing():
-        yield MEMBERS[0]
+        yield SAMPLES[0]
         raise RuntimeError("render failed")
 
     with pytest.raises(RuntimeError):
@@ -33,15 +34,15 @@ def test_a_failed_fragment_leaves_nothing_under_either_name(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_seal_joins_fragments_in_order_and_returns_size_sha256_md5(tmp_path):
+def test_seal_joins_fragments_in_order_and_returns_size_and_sha256(tmp_path):
     """The sealed shard is a valid tar of every member in fragment order; digests are of its bytes; fragments go."""
     fragments = [fragment_path(tmp_path, "s.tar", start) for start in (0, 2)]
     fragments[0].parent.mkdir()
-    write_fragment(fragments[0], iter(MEMBERS[:2]))
-    write_fragment(fragments[1], iter(MEMBERS[2:]))
-    size, sha256, md5 = seal_shard(fragments, tmp_path / "s.tar")
+    write_fragment(fragments[0], iter(SAMPLES[:1]))
+    write_fragment(fragments[1], iter(SAMPLES[1:]))
+    size, sha256 = seal_shard(fragments, tmp_path / "s.tar")
     data = (tmp_path / "s.tar").read_bytes()
-    assert (size, sha256, md5) == (len(data), hashlib.sha256(data).hexdigest(), hashlib.md5(data).hexdigest())
+    assert (size, sha256) == (len(data), hashlib.sha256(data).hexdigest())
     with tarfile.open(tmp_path / "s.tar") as archive:
         assert [(m.name, archive.extractfile(m).read()) for m in archive] == MEMBERS
     assert not any(f.exists() for f in fragments) and not partial_path(tmp_path / "s.tar").exists()
@@ -51,8 +52,8 @@ def test_seal_rerun_after_the_shard_is_in_place_only_hashes_it(tmp_path):
     """A seal rerun (Dask, after its worker died) that finds the shard sealed returns the same digests."""
     fragments = [fragment_path(tmp_path, "s.tar", start) for start in (0, 2)]
     fragments[0].parent.mkdir()
-    write_fragment(fragments[0], iter(MEMBERS[:2]))
-    write_fragment(fragments[1], iter(MEMBERS[2:]))
+    write_fragment(fragments[0], iter(SAMPLES[:1]))
+    write_fragment(fragments[1], iter(SAMPLES[1:]))
     first = seal_shard(fragments, tmp_path / "s.tar")
     data = (tmp_path / "s.tar").read_bytes()
     assert seal_shard(fragments, tmp_path / "s.tar") == first
@@ -62,7 +63,7 @@ def test_seal_rerun_after_the_shard_is_in_place_only_hashes_it(tmp_path):
 def test_seal_with_a_missing_fragment_leaves_no_shard_and_no_partial(tmp_path):
     """A seal that cannot read a fragment fails without a shard under its final or partial name."""
     fragment = tmp_path / "s.tar.0"
-    write_fragment(fragment, iter(MEMBERS))
+    write_fragment(fragment, iter(SAMPLES))
     with pytest.raises(FileNotFoundError):
         seal_shard([fragment, tmp_path / "s.tar.9"], tmp_path / "s.tar")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.tar.0"]

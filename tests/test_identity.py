@@ -20,17 +20,17 @@ PINNED_SHA256 = {
     "test-000001.tar": "caa420215930899c6b74a1efdeae201fb0498c9fff9cc0d8b9bc15b7ecefd4f1",
     "test-000002.tar": "143d1cd06b7f33aa7cb7a07bd86469cd9df158f04bf5ac43f46c152efe62c07c",
     "test-000003.tar": "6b05e3420d760bf6ccba098c0776567a5fbc2b5113012c76c633989e6992ac25",
-    "test.wids.json": "66caa60544a25f1cd6472143eb9bc30f94cc937f486f9027fb53f76f21122a75",
+    "test.wids.json": "33b424494aa7c6b7dcd347043a1eca12f453a4c47b32d205ff04f0baec22b0ac",
     "train-000000.tar": "8c7207bd5681eb9ce77f98b55486279ae3584c72778fdec610fd398d947892af",
     "train-000001.tar": "99925b889ee90fa38fda8fd7fb01c3be29334f13ef927ad0f84fe4d7fea1af98",
     "train-000002.tar": "9de16757c0cd55ed31f74703a3e360fa6524edb2ed4b9ce76506485e656ffb9d",
     "train-000003.tar": "911c0ef52836e0b81b3278707db7a793aeec589223426c3035358a222551f402",
-    "train.wids.json": "ead0032b0c8e82eecfd77867e8199af243b700a0da00c560179bf579c738365f",
+    "train.wids.json": "7b0989b57db97e4b7d2b04adbf224507587682d5bda6a6bdcefd5181550eda52",
     "valid-000000.tar": "ed8f49a592d0bc13bb82914a2cab02c7f49a4367f9ca724a0f1f6ae53cbe2e32",
     "valid-000001.tar": "588fb90942cc86dde7ca052827ac81b5c55dc88cc663bebf98947cfc34662666",
     "valid-000002.tar": "1b5425630db8aab8428feeb53dbb82466b0789d780597b35412588330310b69b",
     "valid-000003.tar": "abbe9210084465b7f1b572dc4f75907480717f05708e0f588d69329479c24c52",
-    "valid.wids.json": "b5fe5d929f75505080c94ed6db25b8a2c489d5b7e0e44c6af2fbfbcf30e2c959",
+    "valid.wids.json": "1f5bda5bd633bec74365b751a91d00a0187aa922d8251cdeb3fa5d4868fb4217",
 }
 # 3 classes x 20 sketches a split, 32 px, shards of 16: four shards a split, the last one short.
 OPTIONS = BuildOptions(render=RenderOptions(size=32), shard_size=16, seed=3)

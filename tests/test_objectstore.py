@@ -90,7 +90,7 @@ def test_record_journal_keeps_one_object_per_shard_and_skips_unreadable_ones(tmp
     from shardgen.write import ShardRecord
 
     journal = RecordJournal(Location.of(tmp_path))
-    first, second = (ShardRecord(f"train-00000{i}.tar", 10, 10240, "s" * 64, "m" * 32) for i in range(2))
+    first, second = (ShardRecord(f"train-00000{i}.tar", 10, 10240, "s" * 64) for i in range(2))
     journal.append(first)
     journal.append(second)
     (tmp_path / "journal" / "train-000001.tar.json").write_text('{"file": "train-0')

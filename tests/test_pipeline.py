@@ -101,6 +101,13 @@ def test_wids_index_lists_each_split_shards(built):
     assert all((dst / s["url"]).stat().st_size == s["filesize"] for s in index["shardlist"])
 
 
+def test_wids_index_entries_hold_no_md5sum(built):
+    """A shard's wids entry is its url, sample count and size: no md5sum, which wids never checks."""
+    dst, _ = built
+    index = json.loads((dst / "train.wids.json").read_text())
+    assert {tuple(entry) for entry in index["shardlist"]} == {("url", "nsamples", "filesize")}
+
+
 def test_invalid_sketches_are_skipped_and_listed(tmp_path):
     """Bad sketches are left out and listed with file, split, index and reason; the rest build."""
     from shardgen.npz import object_array

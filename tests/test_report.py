@@ -22,7 +22,7 @@ def test_terminal_bar_shows_counts_and_prints_warnings_above_it():
         reporter.skip(2)
         reporter.stage("render", 100)
         reporter.advance(60)
-        reporter.shard_done(ShardRecord("train-000000.tar", 60, 123_000, "", ""), 0.5)
+        reporter.shard_done(ShardRecord("train-000000.tar", 60, 123_000, ""), 0.5)
         reporter.advance(40)
     text = out.getvalue()
     final = text[text.rindex("render") :]

@@ -67,6 +67,18 @@ def test_resume_reuses_complete_shards_and_rerenders_damaged_ones(sample_src, tm
     assert leftovers(tmp_path) == []
 
 
+def test_resume_reuses_shards_journaled_with_an_md5_by_an_older_version(sample_src, tmp_path):
+    """Journal records that also carry an md5 (as older versions wrote them) still count: their shards are reused."""
+    options = BuildOptions(render=RenderOptions(size=32), shard_size=120, splits=("valid",))
+    first = build(sample_src, tmp_path, options, procs=1)
+    journal = tmp_path / ".shardgen" / "journal.jsonl"
+    records = [json.loads(line) for line in journal.read_text().splitlines()]
+    journal.write_text("".join(json.dumps({**record, "md5": "0" * 32}) + "\n" for record in records))
+    (tmp_path / "manifest.json").unlink()  # not finished: the rerun must go by the journal
+    again = build(sample_src, tmp_path, options, procs=1)
+    assert (again.shards_reused, again.images_rendered) == (first.shards_written, 0)
+
+
 def test_rerun_with_other_options_is_refused_naming_the_difference(sample_src, tmp_path):
     """Changing seed or shard size between runs exits 2 naming what changed; --overwrite replaces the build."""
     args = ("--procs", "1", "--size", "32", "--splits", "valid", "--no-progress")

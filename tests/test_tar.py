@@ -29,6 +29,14 @@ def test_members_are_byte_identical_to_tarfile(sizes):
     assert ours == _tarfile_archive(members)
 
 
+def test_a_sample_is_its_members_named_key_dot_ext_as_tarfile_writes_them():
+    """tar.sample packs (ext, data) pairs as members KEY.EXT, byte-identical to tarfile's."""
+    members = [(".png", b"\x89" * 700), (".cls", b"3"), (".json", b"{}" * 256), (".strokes.npy", b"")]
+    ours = tar.sample("valid-0002-00000017", members)
+    ours += tar.end_of_archive(len(ours))
+    assert ours == _tarfile_archive([(f"valid-0002-00000017{ext}", data) for ext, data in members])
+
+
 def test_overlong_names_are_refused():
     """ustar names are at most 100 bytes; longer ones raise instead of being truncated."""
     with pytest.raises(ValueError):

@@ -91,3 +91,14 @@ def test_a_chunk_whose_write_fails_releases_the_store_at_once(built, tmp_path, m
         failure = error  # kept, as a caller may keep it: its traceback holds the failed write's frames
     assert str(failure) == "disk full"
     assert len(released) == 1
+
+
+@pytest.mark.parametrize("batch_bytes", [1, 700])
+def test_a_chunk_is_the_same_whatever_its_render_batches(built, tmp_path, monkeypatch, batch_bytes):
+    """Batches of one image, or of a few, give the fragment that one batch for the whole chunk gives."""
+    build_id = Layout.load(built / ".shardgen").build_id
+    monkeypatch.setattr(worker, "RENDER_BATCH_BYTES", 1 << 30)
+    render_chunk(chunk_task(built, build_id, tmp_path / "whole"))
+    monkeypatch.setattr(worker, "RENDER_BATCH_BYTES", batch_bytes)
+    render_chunk(chunk_task(built, build_id, tmp_path / "batched"))
+    assert (tmp_path / "batched").read_bytes() == (tmp_path / "whole").read_bytes()
