@@ -404,7 +404,7 @@ def bench_input(src: Path, args, work: Path) -> None:
     for name in ("bound", "baseline", "shardgen"):
         rss = median([r["peak_rss"] for r in runs[name]])
         print(f"  {name:10s} {median(rates[name]):10,.0f} {spread(rates[name]):>15s} {mb(rss):>16s}")
-    print(f"  shardgen / bound    = {ours / bound:.2f}   (target >= 0.95)")
+    print(f"  shardgen / bound    = {ours / bound:.2f}   (target >= 0.9 on 2 cores, issue 10)")
     print(f"  shardgen / baseline = {ours / baseline:.2f}   (target >= 1.25)")
     cpu_per_k = {}
     for name in ("bound", "baseline", "shardgen"):
