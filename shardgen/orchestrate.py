@@ -271,7 +271,8 @@ def chunk_samples(chunk_size: int | None, render: RenderOptions, count: int, pro
     The parent's cost is per task (~0.1-0.4 ms of its CPU each, measured), so chunks are as large
     as keeping every worker busy allows. In-flight work is bounded in bytes as well as in tasks: at
     most ``2 * procs`` chunks are out, each at most ``CHUNK_BYTES`` of fragment on disk, while a
-    worker holds one image at a time. Chunks never change the output's bytes.
+    worker holds one render batch (``worker.RENDER_BATCH_BYTES``, or one image when images are
+    larger). Chunks never change the output's bytes.
     """
     if chunk_size is None:
         smallest, largest = CHUNK_SAMPLES

@@ -3,8 +3,8 @@
 A PNG whose rows all use filter type 0 (none) is a zlib stream of the rows, each preceded by a
 zero byte, in an ``IDAT`` chunk between the ``IHDR`` header and the ``IEND`` marker, each chunk
 closed by a CRC-32 (PNG specification, 3rd edition, sections 5 and 11). Line drawings on a flat
-background compress best unfiltered with run-length matching; ISA-L does that 3-4x faster than
-OpenCV's encoder (libpng + zlib ``Z_RLE``) for files as small (README, Performance).
+background compress best unfiltered; ISA-L deflates them 3-4x faster than OpenCV's encoder
+(libpng + zlib ``Z_RLE``), into files 4% smaller on real sketches (README, Performance).
 
 Images are always 8-bit. 1-bit grayscale for ``--no-antialias`` black-ink builds measured 38%
 smaller and ~7% faster (counting the check that an image really has two levels), but Pillow opens
@@ -39,7 +39,7 @@ REVISION = 2
 def isal_level(compression: int) -> int:
     """ISA-L's level for ``--png-compression`` (zlib's 0-9 scale): 0 -> 0, 1-9 -> 1.
 
-    Level 0 is the fastest (~30% less time, files 1.1-2.1x larger). On real sketches at 256 px,
+    Level 0 is the fastest (~30% less time, files 1.1-2.6x larger). On real sketches at 256 px,
     ISA-L's level 2 gave files within 0.2% of level 1's (the same bytes with the 4-byte window) and
     its level 3 took 3x as long for files no smaller, so neither is used.
     """
