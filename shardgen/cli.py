@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import inspect
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any, Optional
 
 import typer
 
-from . import __version__
+from . import __version__, singlethread  # noqa: F401  (before numpy: this process renders nothing itself)
 from .errors import ShardgenError
 from .options import BuildOptions, Flag, RunOptions, check_procs, cli_fields, from_values
 
@@ -236,4 +237,16 @@ def info(
 
 def main() -> None:
     """Console-script entry point."""
+    if starts_a_local_build(sys.argv[1:]):
+        from .executor import start_fork_server
+
+        # Now, before typer parses the options (~0.1 s: it loads pydantic): the fork server's own
+        # ~0.2 s of imports (numpy, OpenCV) then overlap with ours instead of following them.
+        start_fork_server()
     app(prog_name="shardgen")
+
+
+def starts_a_local_build(args: list[str]) -> bool:
+    """Whether these arguments run ``build`` on local worker processes (not a plan, help or a cluster)."""
+    flags = {arg.split("=", 1)[0] for arg in args}
+    return args[:1] == ["build"] and not flags & {"--help", "--dry-run", "--scheduler"}

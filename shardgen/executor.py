@@ -18,7 +18,6 @@ from types import FrameType
 from typing import Any
 
 from .errors import Interrupted
-from .worker import init_worker
 
 # What signal.signal returns and takes back: a function, SIG_DFL or SIG_IGN, or None (set outside Python).
 SignalHandler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
@@ -26,8 +25,15 @@ SignalHandler = Callable[[int, FrameType | None], Any] | int | signal.Handlers |
 STOP_GRACE = 2.0  # seconds busy workers get to finish their task when a build stops early
 
 
+# What the fork server imports before it forks a worker: one thread per native library, then the
+# worker's modules (numpy, OpenCV).
+FORK_SERVER_PRELOAD = ["shardgen.singlethread", "shardgen.worker"]
+
+
 def new_pool(procs: int) -> ProcessPoolExecutor:
     """A process pool of ``procs`` workers started from a warm fork server; they exit if the build dies."""
+    from .worker import init_worker  # here, not at the top: start_fork_server must not wait for OpenCV
+
     # Results are small records (see ``fragments``): the result pipe's default size is plenty, and
     # a message that fits one pipe write cannot be torn by a worker killed while sending it.
     return ProcessPoolExecutor(procs, mp_context=mp_context(), initializer=init_worker, initargs=(os.getpid(),))
@@ -121,8 +127,20 @@ def mp_context() -> multiprocessing.context.BaseContext:
     context = multiprocessing.get_context("forkserver")
     # The server imports the worker's modules (numpy, OpenCV) once; every worker forked from it
     # starts warm instead of paying those imports itself (with 128 workers, 128 times).
-    context.set_forkserver_preload(["shardgen.worker"])
+    context.set_forkserver_preload(FORK_SERVER_PRELOAD)
     return context
+
+
+def start_fork_server() -> None:
+    """Start the fork server of :func:`new_pool` now, in the background, if it is not running yet.
+
+    It spends ~0.2 s importing numpy and OpenCV before it can fork a worker. Started first thing,
+    that overlaps with the build process's own imports and checks instead of following them.
+    """
+    if mp_context().get_start_method() == "forkserver":
+        import multiprocessing.forkserver  # POSIX only
+
+        multiprocessing.forkserver.ensure_running()
 
 
 def submit_task(loop: asyncio.AbstractEventLoop, executor: Executor, fn, *args) -> asyncio.Future:

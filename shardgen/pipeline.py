@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .cluster import DaskExecutor, connect
 from .errors import Interrupted, UsageError, WorkerError
-from .executor import StopOnSignals, new_pool, stop_pool
+from .executor import StopOnSignals, new_pool, start_fork_server, stop_pool
 from .formats.ingest import check_sources
 from .fragments import PARTS_DIR
 from .location import Location, is_url
@@ -71,6 +71,7 @@ def build(
             work_dir = Path(work_dir).absolute() if work_dir else None
         if executor is None:
             check_main_guard()  # before DST is touched: an unguarded script would re-run this in every worker
+            start_fork_server()  # its imports overlap with the checks below
         procs = procs or os.cpu_count() or 1
         reporter = reporter or Reporter()
         sources, output, state = _locate(src, dst, storage_options, work_dir)

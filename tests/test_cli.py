@@ -15,7 +15,8 @@ import pytest
 import typer.main
 from typer.testing import CliRunner
 
-from shardgen.cli import app
+from shardgen import singlethread
+from shardgen.cli import app, starts_a_local_build
 from shardgen.npz import object_array
 from shardgen.report import ProgressReporter
 from shardgen.sample import write_samples
@@ -432,3 +433,30 @@ def test_sample_into_a_read_only_folder_is_a_one_line_error(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     result = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, env=env, timeout=60)
     assert_one_line_error(result, str(folder), "Read-only file system")
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["build", "npz", "shards"], True),
+        (["build", "npz", "shards", "--procs", "4"], True),
+        (["build", "--help"], False),
+        (["build", "npz", "shards", "--dry-run"], False),
+        (["build", "npz", "shards", "--scheduler", "tcp://127.0.0.1:8786"], False),
+        (["build", "npz", "shards", "--scheduler=tcp://127.0.0.1:8786"], False),
+        (["verify", "shards"], False),
+        ([], False),
+    ],
+    ids=["build", "build-procs", "help", "dry-run", "scheduler", "scheduler=", "verify", "nothing"],
+)
+def test_only_a_local_build_starts_the_fork_server_before_parsing(args, expected):
+    """main starts the worker fork server early for a build on local workers, and for nothing else."""
+    assert starts_a_local_build(args) is expected
+
+
+def test_the_command_line_process_keeps_native_libraries_to_one_thread():
+    """Importing the command line sets the thread-count variables (unless set) before numpy is imported."""
+    env = {k: v for k, v in os.environ.items() if k not in singlethread.THREAD_VARIABLES}
+    code = "import os, sys, shardgen.cli; print('numpy' in sys.modules, os.environ['OPENBLAS_NUM_THREADS'])"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == ["False", "1"], done.stderr

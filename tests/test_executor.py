@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing.forkserver
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +18,7 @@ from types import SimpleNamespace
 import cv2
 import pytest
 
-from shardgen import executor
+from shardgen import executor, singlethread
 from shardgen.errors import Interrupted
 from shardgen.executor import StopOnSignals, new_pool, stop_pool, submit_task
 
@@ -51,6 +54,50 @@ def test_new_pool_workers_are_set_up_by_init_worker(pool, probe, expected):
 def test_new_pool_workers_watch_the_build_process(pool):
     """A worker of new_pool runs the thread that ends it once the build process is gone."""
     assert "build-watch" in pool.submit(thread_names).result()
+
+
+# Run in a fresh interpreter with no thread-count variable set: this test process imported the
+# command line (see ``singlethread``), which set them here already.
+WORKER_THREADS = """
+import os
+from shardgen.executor import new_pool, stop_pool
+pool = new_pool(1)
+print(*(pool.submit(os.getenv, name).result() for name in NAMES))
+print("OPENBLAS_NUM_THREADS" in os.environ)
+stop_pool(pool, kill=False)
+"""
+
+
+@pytest.fixture(scope="module")
+def fresh_worker() -> list[list[str]]:
+    """What a worker of new_pool, in a fresh interpreter, and that interpreter say of their environments."""
+    env = {k: v for k, v in os.environ.items() if k not in singlethread.THREAD_VARIABLES}
+    code = WORKER_THREADS.replace("NAMES", repr(singlethread.THREAD_VARIABLES))
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return [line.split() for line in done.stdout.splitlines()]
+
+
+@pytest.mark.slow
+def test_new_pool_workers_keep_native_libraries_to_one_thread(fresh_worker):
+    """A worker of new_pool sees every thread-count variable at 1, though the build process set none: the
+    fork server set them before it imported numpy, whose OpenBLAS otherwise starts threads that spin."""
+    assert fresh_worker[0] == ["1"] * len(singlethread.THREAD_VARIABLES)
+
+
+@pytest.mark.slow
+def test_new_pool_leaves_the_callers_environment_alone(fresh_worker):
+    """Starting workers sets no thread-count variable in the caller's own process."""
+    assert fresh_worker[1] == ["False"]
+
+
+@pytest.mark.slow
+def test_start_fork_server_starts_the_server_new_pool_forks_workers_from(pool):
+    """After start_fork_server, the pool's workers are children of the server it started (and left running)."""
+    executor.start_fork_server()
+    server = multiprocessing.forkserver._forkserver._forkserver_pid
+    assert server is not None
+    assert pool.submit(os.getppid).result() == server
 
 
 def run_submitted(fn, *args):
