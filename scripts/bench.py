@@ -11,7 +11,7 @@ same render settings (``RenderOptions(size=...)``: PNG, antialiased, line width 
             timed end to end (start-up, loading the .npz files, rendering, writing)
   shardgen  ``python -m shardgen build SRC DST --procs N``, timed end to end (start-up, ingest,
             rendering, writing, index)
-  encoders  the bound with each PNG encoder (shardgen's ISA-L writer, the OpenCV encoder it
+  encoders  the bound with each PNG encoder (shardgen's zlib-ng writer, the OpenCV encoder it
             replaced, a script's ``cv2.imencode(".png", img)`` at OpenCV's defaults), ``shardgen
             build`` with the old and the new one (the hidden, bench-only ``--png-encoder``), and
             the per-image cost and size of each encoder in one process
@@ -185,7 +185,7 @@ def _render_slice(sketches, options, conn, encode=None) -> None:
     conn.send(total)
 
 
-def child_bound(src: str, procs: int, size: int, encoder: str = "isal") -> None:
+def child_bound(src: str, procs: int, size: int, encoder: str = "zlib-ng") -> None:
     """Render+encode only: fork one process per core over an even split, time fork to join."""
     import multiprocessing as mp
 
@@ -207,10 +207,10 @@ def child_bound(src: str, procs: int, size: int, encoder: str = "isal") -> None:
     print(json.dumps({"images": len(sketches), "seconds": seconds, "payload": payload}))
 
 
-# The bound's PNG encoders: shardgen's own (ISA-L, the default), the OpenCV encoder shardgen used
+# The bound's PNG encoders: shardgen's own (zlib-ng, the default), the OpenCV encoder shardgen used
 # before it (libpng + zlib: no filter, Z_RLE, level 1), and what a user's script calls.
 BOUND_ENCODERS = {
-    "isal": "encode_image, isal (now)",
+    "zlib-ng": "encode_image, zlib-ng (now)",
     "opencv": "encode_image, opencv (before)",
     "cv2-defaults": "cv2.imencode('.png') defaults",
 }
@@ -227,7 +227,7 @@ def bound_encoder(encoder: str, size: int):
     """(RenderOptions, encode function or None for ``encode_image``) of a ``BOUND_ENCODERS`` entry."""
     from shardgen.options import RenderOptions
 
-    options = RenderOptions(size=size, png_encoder="opencv" if encoder == "opencv" else "isal")
+    options = RenderOptions(size=size, png_encoder="opencv" if encoder == "opencv" else "zlib-ng")
     return options, _user_imencode if encoder == "cv2-defaults" else None
 
 
@@ -502,11 +502,11 @@ def bench_cluster(src: Path, args, work: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# PNG encoders: shardgen's own (ISA-L) against the OpenCV encoder it replaced and a user's defaults
+# PNG encoders: shardgen's own (zlib-ng) against the OpenCV encoder it replaced and a user's defaults
 
 
 def bench_encode_image(src: Path, args) -> None:
-    """Per-image encode time and size in one process, interleaved: ISA-L, OpenCV as before, cv2 defaults."""
+    """Per-image encode time and size in one process, interleaved: zlib-ng, OpenCV as before, cv2 defaults."""
     import cv2
     import numpy as np
 
@@ -515,7 +515,7 @@ def bench_encode_image(src: Path, args) -> None:
     cv2.setNumThreads(1)
     sketches = load_sketches(src)
     sketches = sketches[:: max(1, len(sketches) // args.encode_sketches)][: args.encode_sketches]
-    options = bound_encoder("isal", args.size)[0]
+    options = bound_encoder("zlib-ng", args.size)[0]
     images = [render_sketch(strokes, options) for _split, _cls, _meta, strokes in sketches]
     variants = {name: bound_encoder(name, args.size) for name in BOUND_ENCODERS}
     micros: dict[str, list[float]] = {name: [] for name in ["render_sketch", *variants]}
@@ -540,10 +540,10 @@ def bench_encode_image(src: Path, args) -> None:
     for name, values in micros.items():
         label, size = BOUND_ENCODERS.get(name, name), f"{sizes[name]:12,.0f}" if name in sizes else ""
         print(f"  {label:32s} {median(values):9.1f} {min(values):6.1f}-{max(values):<6.1f} {size}")
-    now, before, defaults = (median(micros[name]) for name in ("isal", "opencv", "cv2-defaults"))
-    print(f"  isal / cv2 defaults = {now / defaults:.2f}   (target <= 0.5)")
-    print(f"  isal / opencv before = {now / before:.2f}   (target <= 0.45)")
-    print(f"  bytes isal / opencv before = {sizes['isal'] / sizes['opencv']:.4f}   (target <= 1)")
+    now, before, defaults = (median(micros[name]) for name in ("zlib-ng", "opencv", "cv2-defaults"))
+    print(f"  zlib-ng / cv2 defaults = {now / defaults:.2f}   (target <= 0.5)")
+    print(f"  zlib-ng / opencv before = {now / before:.2f}   (target <= 0.45)")
+    print(f"  bytes zlib-ng / opencv before = {sizes['zlib-ng'] / sizes['opencv']:.4f}   (target <= 1)")
 
 
 def bench_encoders(src: Path, args, work: Path) -> None:
@@ -553,7 +553,7 @@ def bench_encoders(src: Path, args, work: Path) -> None:
     load on the machine disturbs much less than wall time.
     """
     py, me = sys.executable, str(Path(__file__).resolve())
-    runs = [("bound", encoder) for encoder in BOUND_ENCODERS] + [("build", "opencv"), ("build", "isal")]
+    runs = [("bound", encoder) for encoder in BOUND_ENCODERS] + [("build", "opencv"), ("build", "zlib-ng")]
     rates: dict[tuple[str, str], list[float]] = {run: [] for run in runs}
     cpu: dict[tuple[str, str], list[float]] = {run: [] for run in runs}
     for rep in range(args.reps):
@@ -581,12 +581,12 @@ def bench_encoders(src: Path, args, work: Path) -> None:
     work_per_image = {run: median(values) for run, values in cpu.items()}
 
     def gain(kind: str, slow: str) -> str:
-        by_cpu = work_per_image[kind, slow] / work_per_image[kind, "isal"]
-        return f"{rate[kind, 'isal'] / rate[kind, slow]:.2f} (CPU time: {by_cpu:.2f})"
+        by_cpu = work_per_image[kind, slow] / work_per_image[kind, "zlib-ng"]
+        return f"{rate[kind, 'zlib-ng'] / rate[kind, slow]:.2f} (CPU time: {by_cpu:.2f})"
 
-    print(f"  build isal / opencv = {gain('build', 'opencv')}   (target >= 1.3)")
-    print(f"  bound isal / opencv = {gain('bound', 'opencv')}")
-    print(f"  bound isal / a script's cv2.imencode defaults = {gain('bound', 'cv2-defaults')}")
+    print(f"  build zlib-ng / opencv = {gain('build', 'opencv')}   (target >= 1.3)")
+    print(f"  bound zlib-ng / opencv = {gain('bound', 'opencv')}")
+    print(f"  bound zlib-ng / a script's cv2.imencode defaults = {gain('bound', 'cv2-defaults')}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ derives its options, defaults and help from these dataclasses, so a default is w
 Checks raise :class:`UsageError` naming the option as it is typed on the command line.
 
 This module is read for every ``shardgen build --help``: it imports nothing heavy (no numpy, OpenCV
-or ISA-L); the few methods that need the render code import it when called.
+or zlib-ng); the few methods that need the render code import it when called.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ ALL_TRAIN = (1.0, 0.0, 0.0)
 ON_ERROR = ("skip-sketches", "skip", "fail")
 FORMATS = ("png", "jpg", "webp", "npy")
 COLORS = ("black", "random", "order", "time")
-# "isal" is shardgen's own PNG writer (``png.py``). "opencv" is the encoder before it, kept only so
-# that scripts/bench can measure both in one run (``--png-encoder``, hidden from ``--help``).
-PNG_ENCODERS = ("isal", "opencv")
+# "zlib-ng" is shardgen's own PNG writer (``png.py``). "opencv" is the encoder before it, kept only
+# so that scripts/bench can measure both in one run (``--png-encoder``, hidden from ``--help``).
+PNG_ENCODERS = ("zlib-ng", "opencv")
 
 T = TypeVar("T")
 
@@ -145,14 +145,14 @@ class RenderOptions:
     png_compression: int = option(  # zlib's 0-9 scale; 1 is the sweet spot for drawings
         1,
         "--png-compression",
-        help="png compression 0-9, mapped onto ISA-L's levels: 0 -> 0 (fastest, larger files), 1-9 -> 1 "
-        "(ISA-L's 2 and 3 make sketches at most 0.2% smaller, 3 at 3x the time); does not change pixels.",
+        help="png compression 0-9 (zlib's levels: 0 stores, 1 is fastest, 2 makes antialiased sketches ~16% "
+        "smaller at twice the encode time); does not change pixels.",
     )
     png_encoder: str = option(
-        "isal",
+        "zlib-ng",
         "--png-encoder",
         hidden=True,
-        help="For scripts/bench only: opencv is the png encoder shardgen used before ISA-L.",
+        help="For scripts/bench only: opencv is the png encoder shardgen used before its own.",
     )
     strokes: bool = option(  # the sketch's stroke-3 array beside the image (KEY.strokes.npy)
         False, "--with-strokes", help="Also store each sketch's stroke-3 array as KEY.strokes.npy."
@@ -175,7 +175,7 @@ class RenderOptions:
         return self.format
 
     def to_dict(self) -> dict:
-        from .render import png_encoder_version  # here: keeps OpenCV and ISA-L out of parsing options
+        from .render import png_encoder_version  # here: keeps OpenCV and zlib-ng out of parsing options
 
         # The PNG encoder's version is part of a build's identity: a resumed build never mixes two.
         recorded = {**asdict(self), "line_width": self.width, "png_encoder": png_encoder_version(self.png_encoder)}

@@ -1,10 +1,18 @@
-"""PNG encoding with Intel's ISA-L: the container written here, the deflate stream by ``isal``.
+"""PNG encoding with zlib-ng: the container written here, the deflate stream by ``zlib_ng``.
 
 A PNG whose rows all use filter type 0 (none) is a zlib stream of the rows, each preceded by a
 zero byte, in an ``IDAT`` chunk between the ``IHDR`` header and the ``IEND`` marker, each chunk
 closed by a CRC-32 (PNG specification, 3rd edition, sections 5 and 11). Line drawings on a flat
-background compress best unfiltered; ISA-L deflates them 3-4x faster than OpenCV's encoder
-(libpng + zlib ``Z_RLE``), into files 4% smaller on real sketches (README, Performance).
+background compress best unfiltered, and zlib-ng (python-zlib-ng) deflates them about as fast
+as ISA-L and 4x faster than OpenCV's encoder (libpng + zlib ``Z_RLE``).
+
+Why not ISA-L, which shardgen used before (revisions 1 and 2): the same pixels did not always
+compress to the same bytes. Its level-1 output depends on the address its stream state sits at:
+about one image in 10^4 came out a byte longer or shorter from one process to the next (real
+sketches; fresh zeroed state moved in one process changed the bytes for ~4% of the addresses
+tried; identical in every run with address-space randomisation off). Shards must be
+byte-identical whatever ``--procs`` is and however often a build resumed, so the deflate must be
+a function of the pixels alone; zlib-ng's is (checked across processes in ``tests/test_png.py``).
 
 Images are always 8-bit. 1-bit grayscale for ``--no-antialias`` black-ink builds measured 38%
 smaller and ~7% faster (counting the check that an image really has two levels), but Pillow opens
@@ -16,51 +24,40 @@ from __future__ import annotations
 import struct
 
 import cv2
-import isal
 import numpy as np
-from isal import igzip_lib, isal_zlib
+from zlib_ng import zlib_ng
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 GRAYSCALE, TRUECOLOR = 0, 2  # IHDR colour types: one grey sample, or R, G, B samples a pixel
-# The deflate window, as a power of two, chosen by the build's --antialias. Antialiased edges repeat
-# from row to row, which only a 32 KiB window reaches: measured on real sketch-rnn drawings (omniglot,
-# kanji; 28-512 px; black, order, random and 3-channel colours) its files are 2-22% smaller than
-# OpenCV's (4% at 256 px, black). Hard-edged images are long runs of two levels, which a 4-byte
-# window matches as zlib's Z_RLE does (as small as OpenCV's files), while the long window made them
-# 4-86% larger. (The long window loses too on thick antialiased lines at small sizes, +6% at 8 px
-# lines on 64 px, and on shardgen's synthetic sample shapes, +2-13%.)
-ANTIALIASED_WINDOW_BITS = 15
-HARD_EDGED_WINDOW_BITS = 2
+WINDOW_BITS = 15  # a 32 KiB window: antialiased edges repeat from row to row
 # Bumped whenever the same pixels start to compress to other bytes: part of a build's identity.
-# 2: the window follows --antialias (was 4 bytes for every image).
-REVISION = 2
+# 2: ISA-L's window followed --antialias. 3: zlib-ng, whose bytes depend on the pixels alone.
+REVISION = 3
 
 
-def isal_level(compression: int) -> int:
-    """ISA-L's level for ``--png-compression`` (zlib's 0-9 scale): 0 -> 0, 1-9 -> 1.
+def strategy(antialiased: bool) -> int:
+    """zlib-ng's strategy for a build's images: ``Z_RLE`` for hard-edged ones, the default else.
 
-    Level 0 is the fastest (~30% less time, files 1.1-2.6x larger). On real sketches at 256 px,
-    ISA-L's level 2 gave files within 0.2% of level 1's (the same bytes with the 4-byte window) and
-    its level 3 took 3x as long for files no smaller, so neither is used.
+    Measured on 3,000 real sketches (omniglot, kanji) at 256 px, level 1: hard-edged images are
+    long runs of two levels, which run-length matching packs into files as small as ISA-L's and
+    OpenCV's (1,792 B against ISA-L's 1,791) at 39 us; the default strategy's files were 1.9x as
+    large. Antialiased ones need matches across rows: the default strategy (59 us, files 14% larger
+    than ISA-L's) beats ``Z_RLE`` (86 us, 4% larger); level 2 makes them 4% smaller than ISA-L's at
+    twice the time (``--png-compression 2``).
     """
-    return min(compression, 1)
-
-
-def window_bits(antialias: bool) -> int:
-    """The deflate window (a power of two) for a build's images; see ``ANTIALIASED_WINDOW_BITS``."""
-    return ANTIALIASED_WINDOW_BITS if antialias else HARD_EDGED_WINDOW_BITS
+    return zlib_ng.Z_DEFAULT_STRATEGY if antialiased else zlib_ng.Z_RLE
 
 
 def encoder_version() -> str:
     """The encoder that makes the PNG bytes, for a build's identity and its manifest."""
-    return f"shardgen png {REVISION}, isal {isal.__version__} (ISA-L {isal.ISAL_VERSION})"
+    return f"shardgen png {REVISION}, zlib-ng {zlib_ng.ZLIBNG_VERSION}"
 
 
 def encode_png(image: np.ndarray, compression: int = 1, antialiased: bool = True) -> bytes:
     """Encode a uint8 image, (H, W) grayscale or (H, W, 3) in OpenCV's BGR order, as an 8-bit PNG.
 
-    ``compression`` is ``--png-compression`` (0-9; see ``isal_level``); ``antialiased`` picks the
-    deflate window (see ``window_bits``), never the pixels. PNG stores colour as
+    ``compression`` is ``--png-compression``, zlib-ng's level (0-9); ``antialiased`` picks the
+    deflate strategy (see :func:`strategy`), never the pixels. PNG stores colour as
     RGB, so a BGR image decodes with OpenCV to the same array and with Pillow to its RGB version,
     as with OpenCV's own encoder.
     """
@@ -79,12 +76,12 @@ def encode_png(image: np.ndarray, compression: int = 1, antialiased: bool = True
     color_type = GRAYSCALE if channels == 1 else TRUECOLOR
     # width, height, bit depth, colour type, compression (deflate), filter method (adaptive), no interlace
     header = struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)
-    level = isal_level(compression)
-    pixels = igzip_lib.compress(rows, level, igzip_lib.COMP_ZLIB, igzip_lib.MEM_LEVEL_DEFAULT, window_bits(antialiased))
+    deflate = zlib_ng.compressobj(compression, zlib_ng.DEFLATED, WINDOW_BITS, 8, strategy(antialiased))
+    pixels = deflate.compress(rows) + deflate.flush()
     return b"".join([SIGNATURE, _chunk(b"IHDR", header), _chunk(b"IDAT", pixels), _chunk(b"IEND", b"")])
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
     """One PNG chunk: length, type, data, and the CRC-32 of type and data."""
-    crc = isal_zlib.crc32(data, isal_zlib.crc32(kind))
+    crc = zlib_ng.crc32(data, zlib_ng.crc32(kind))
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)

@@ -42,7 +42,7 @@ ORDER_STEP = LIGHTEST_INK // ORDER_STEPS
 
 def png_encoder_version(encoder: str) -> str:
     """The name and version of an ``options.PNG_ENCODERS`` entry, as the manifest records it."""
-    return png.encoder_version() if encoder == "isal" else f"opencv {cv2.__version__}"
+    return png.encoder_version() if encoder == "zlib-ng" else f"opencv {cv2.__version__}"
 
 
 def drawn_width(thickness: int, antialias: bool) -> float:
@@ -212,7 +212,7 @@ def encode_image(image: np.ndarray, options: RenderOptions = RenderOptions()) ->
     fmt = options.format
     if fmt == "npy":
         return encode_npy(cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if image.ndim == 3 else image)
-    if fmt == "png" and options.png_encoder == "isal":
+    if fmt == "png" and options.png_encoder == "zlib-ng":
         return png.encode_png(image, options.png_compression, options.antialias)
     if fmt == "png":
         params = [cv2.IMWRITE_PNG_COMPRESSION, options.png_compression, *OPENCV_PNG_PARAMS]

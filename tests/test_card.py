@@ -163,4 +163,5 @@ def test_load_dataset_gives_quickdraw_metadata(tmp_path):
 
 def test_command_leaves_out_the_recorded_encoder_version():
     """The PNG encoder's version is recorded for identity, not a flag: the command does not spell it."""
-    assert command({"render": {"size": 8, "png_encoder": "isal 2.31"}}) == "shardgen build SRC DST --size 8"
+    recorded = {"render": {"size": 8, "png_encoder": "shardgen png 3, zlib-ng 2.3.3"}}
+    assert command(recorded) == "shardgen build SRC DST --size 8"

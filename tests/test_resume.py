@@ -92,7 +92,7 @@ def test_rerun_with_other_options_is_refused_naming_the_difference(sample_src, t
     assert sorted(p.name for p in (tmp_path / "out").glob("*.tar")) == [f"valid-00000{i}.tar" for i in range(5)]
 
 
-@pytest.mark.parametrize("first", ["opencv", "another isal version"])
+@pytest.mark.parametrize("first", ["opencv", "the isal writer before"])
 def test_rerun_with_another_png_encoder_is_refused(sample_src, tmp_path, monkeypatch, first):
     """The manifest records the PNG encoder and version; a rerun with another refuses, so no build mixes two."""
     options = BuildOptions(render=RenderOptions(size=32), splits=("valid",))
@@ -100,10 +100,10 @@ def test_rerun_with_another_png_encoder_is_refused(sample_src, tmp_path, monkeyp
     with ThreadPoolExecutor(1) as pool:
         with monkeypatch.context() as patch:
             if first != "opencv":
-                patch.setattr(png, "encoder_version", lambda: "isal 1.0.0 (ISA-L 2.30.0)")
+                patch.setattr(png, "encoder_version", lambda: "shardgen png 2, isal 1.9.1 (ISA-L 2.32.1)")
             first_build = build(sample_src, tmp_path, first_options if first == "opencv" else options, executor=pool)
         recorded = first_build.manifest["options"]["render"]["png_encoder"]
-        assert recorded.startswith("opencv " if first == "opencv" else "isal 1.0.0")
+        assert recorded.startswith("opencv " if first == "opencv" else "shardgen png 2, isal")
         expected = f"render.png_encoder: {re.escape(recorded)} -> {re.escape(png.encoder_version())}"
         with pytest.raises(OptionsChangedError, match=expected):
             build(sample_src, tmp_path, options, executor=pool)
