@@ -68,11 +68,13 @@ def read_members(path: Path) -> list[tuple[str, int]]:
     return [(name, int(size)) for name, size in (line.split(" ") for line in Path(path).read_text().splitlines())]
 
 
-def write_index(shard: Path, pieces: list[Path], starts: list[int]) -> None:
-    """Write ``shard``'s ``.idx`` from its pieces' member lists and the offset where each piece starts."""
-    members = [
-        entry
-        for piece, start in zip(pieces, starts)
-        for entry in member_offsets(read_members(members_path(piece)), start)
-    ]
+def pieces_members(pieces: list[Path], starts: list[int]) -> Iterator[tuple[str, int, int]]:
+    """``(name, data offset, size)`` of a shard joined from ``pieces`` that begin at ``starts``,
+    from each piece's member list."""
+    for piece, start in zip(pieces, starts):
+        yield from member_offsets(read_members(members_path(piece)), start)
+
+
+def write_index(shard: Path, members: Iterable[tuple[str, int, int]]) -> None:
+    """Write ``shard``'s ``.idx`` from its members ``(name, data offset, size)``, in archive order."""
     atomic.write_bytes(index_path(shard), index_text(members).encode())

@@ -36,7 +36,7 @@ from .location import Location, is_storage_error, storage_error
 from .objectstore import RecordJournal, reusable
 from .options import BuildOptions, RenderOptions
 from .output import JOURNAL_FILE, STATE_DIR, fingerprint, record_outputs
-from .plan import SplitPlan, plan_path, plan_split
+from .plan import Shard, SplitPlan, plan_path, plan_split
 from .progress import BuildResult, Reporter, skipped_file, skipped_sketches
 from .read import SPLITS, SourceFile
 from .store import ClassRecord, IngestTask, ingest
@@ -46,6 +46,8 @@ from .writer import ShardWriter
 CHUNK_BYTES = 32 << 20  # the most output one chunk task writes (see chunk_samples)
 CHUNK_SAMPLES = (256, 4096)  # the default chunk size's range
 CHUNKS_PER_WORKER = 8
+WHOLE_SHARD_BYTES = 256 << 20  # the most output a task that renders a whole shard writes (see whole_shards)
+TAIL_ROUNDS = 2  # the last shards, TAIL_ROUNDS per worker, keep their chunks (see whole_shards)
 
 
 @dataclass
@@ -187,11 +189,17 @@ class Build:
             os.makedirs(parts)
         except OSError as error:
             raise output_error(error, parts) from None
-        written = await ShardWriter(self, todo, build_id).run()
+        whole = whole_shards(todo, self.inflight // 2, self.options.render) if self._may_render_whole() else frozenset()
+        written = await ShardWriter(self, todo, build_id, whole).run()
         with contextlib.suppress(OSError):
             parts.rmdir()
         done.update({record.file: record for record in written})
         return done
+
+    def _may_render_whole(self) -> bool:
+        # Not with --chunk-size, which sets every task's size, nor onto object storage, whose
+        # shards are sealed in the work folder and uploaded by the seal task.
+        return self.chunk_size is None and self.output.is_local
 
     async def _reusable_shards(self, plans: dict[str, SplitPlan]) -> dict[str, ShardRecord]:
         """Journaled shards that are still there with their recorded size (and locally, sha256), and
@@ -277,9 +285,27 @@ def chunk_samples(chunk_size: int | None, render: RenderOptions, count: int, pro
     if chunk_size is None:
         smallest, largest = CHUNK_SAMPLES
         chunk_size = max(smallest, min(largest, -(-count // (CHUNKS_PER_WORKER * max(1, procs)))))
+    return max(1, min(chunk_size, CHUNK_BYTES // estimated_image_bytes(render)))
+
+
+def whole_shards(todo: list[Shard], workers: int, render: RenderOptions) -> frozenset[str]:
+    """The shards of ``todo`` (in plan order) that one task each renders whole, straight into place.
+
+    A shard of several chunks costs a second pass: its fragments are read back, hashed and copied
+    into the shard by a seal task. Rendered whole, it is hashed as it is written. Chunks keep every
+    worker busy when shards are few, so every shard but the last ``TAIL_ROUNDS`` per worker is
+    rendered whole, and those last ones keep their chunks: the build's end still spreads over
+    every worker. A shard whose output is estimated above ``WHOLE_SHARD_BYTES`` keeps its chunks
+    (large images: the progress bar and a retry would wait on a long task).
+    """
+    head = todo[: max(0, len(todo) - TAIL_ROUNDS * workers)]
+    return frozenset(shard.name for shard in head if shard.count * estimated_image_bytes(render) <= WHOLE_SHARD_BYTES)
+
+
+def estimated_image_bytes(render: RenderOptions) -> int:
+    """A generous estimate of one encoded image's size: raw for npy, far less for line drawings."""
     raw = render.size * render.size * render.channels
-    estimate = raw + 128 if render.format == "npy" else raw // 4  # encoded line drawings: far less
-    return max(1, min(chunk_size, CHUNK_BYTES // estimate))
+    return raw + 128 if render.format == "npy" else raw // 4
 
 
 def splits_present(kept: list[tuple[SourceFile, ClassRecord]], options: BuildOptions) -> list[str]:

@@ -1,8 +1,9 @@
-"""What runs in worker processes: a chunk description in, a fragment file and its size out.
+"""What runs in worker processes: a chunk description in, a fragment file and its size out (or,
+for a shard rendered whole, the shard itself and its size and sha256).
 
 A task never carries image data, and neither does its result: the worker reads its slice of the
 plan and its sketches from the memory-mapped store, renders and encodes each one, and streams
-them as tar members into the chunk's fragment file (see ``fragments``); it returns the size.
+them as tar members into the chunk's fragment file or the shard (see ``fragments``).
 
 ``SHARDGEN_BENCH_CONSTANT_IMAGE=BYTES`` is a benchmarking hook (``scripts/bench.py --ceiling``):
 every image is then a constant run of ``BYTES`` bytes instead of a rendered, encoded sketch, which
@@ -27,7 +28,7 @@ import numpy as np
 
 from . import faults
 from .formats.packing import ExtrasReader
-from .fragments import write_fragment
+from .fragments import write_fragment, write_shard
 from .layout import Layout
 from .npz import read_npy_header
 from .options import RenderOptions
@@ -51,8 +52,9 @@ class ChunkTask:
     stop: int
     options: RenderOptions
     seed: int
-    fragment: Path  # where the chunk's tar members go
+    fragment: Path  # where the chunk's tar members go; for render_shard, the shard
     list_members: bool = False  # also list each member's name and size, for the shard's DALI index
+    shard_index: int = -1  # for render_shard: the shard's place among this run's (see faults.shard_write)
 
 
 def sample_key(split: str, class_index: int, source_index: int) -> str:
@@ -151,6 +153,15 @@ def render_chunk(task: ChunkTask) -> int:
     # closing: a write that fails half-way also ends the members at once, releasing their mappings
     with contextlib.closing(_members(task)) as members:
         return write_fragment(task.fragment, members, task.list_members)
+
+
+def render_shard(task: ChunkTask) -> tuple[int, str]:
+    """Render a whole shard, the task's plan range, straight into the shard file ``task.fragment``
+    (see ``fragments.write_shard``); returns its size and sha256."""
+    if faults.ACTIVE:
+        faults.worker_chunk()
+    with contextlib.closing(_members(task)) as members:
+        return write_shard(task.fragment, members, task.shard_index, task.list_members)
 
 
 def _plan_slice(state_dir: Path, split: str, start: int, stop: int) -> np.ndarray:

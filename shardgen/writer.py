@@ -3,7 +3,9 @@
 A submitter coroutine submits every chunk of the plan to the executor and puts its future on a
 bounded ``asyncio.Queue`` (at most ``inflight`` chunks are out at once). The writer, the build's
 own task, follows the queue in plan order; once a shard's last chunk is in, it has the shard
-sealed on a worker (beside the chunks that follow) and then journals it. Workers write every byte.
+sealed on a worker (beside the chunks that follow) and then journals it. A shard rendered whole
+(see ``orchestrate.whole_shards``) is one task that also seals it: it is journaled once that task
+is done. Workers write every byte.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from .fragments import PARTS_DIR, fragment_path, partial_path, seal_shard
 from .objectstore import seal_and_upload
 from .output import shard_folder
 from .plan import Shard
-from .worker import ChunkTask, render_chunk
+from .worker import ChunkTask, render_chunk, render_shard
 from .write import ShardRecord, output_error
 
 if TYPE_CHECKING:
@@ -30,10 +32,11 @@ if TYPE_CHECKING:
 
 class ShardWriter:
     """The render stage of ``build`` for ``shards`` (see the module docstring); call :meth:`run`
-    once, from the build's task. ``build_id`` names the layout the chunks are rendered from."""
+    once, from the build's task. ``build_id`` names the layout the chunks are rendered from; the
+    shards named in ``whole`` are rendered whole, one task each."""
 
-    def __init__(self, build: Build, shards: list[Shard], build_id: str) -> None:
-        self.build, self.shards, self.build_id = build, shards, build_id
+    def __init__(self, build: Build, shards: list[Shard], build_id: str, whole: frozenset[str] = frozenset()) -> None:
+        self.build, self.shards, self.build_id, self.whole = build, shards, build_id, whole
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=build.inflight)
         writer = asyncio.current_task()
         assert writer is not None  # a coroutine of the build's event loop
@@ -70,15 +73,17 @@ class ShardWriter:
 
     async def _submit(self) -> None:
         """Submit every chunk in plan order, as fast as the queue takes them; then say the end."""
-        for shard in self.shards:
-            for start, stop in shard.chunks():
+        for position, shard in enumerate(self.shards):
+            whole = shard.name in self.whole
+            render, ranges = (render_shard, [(shard.start, shard.stop)]) if whole else (render_chunk, shard.chunks())
+            for start, stop in ranges:
                 try:
-                    future = self.build.submit(render_chunk, self._chunk_task(shard, start, stop))
+                    future = self.build.submit(render, self._chunk_task(shard, start, stop, position))
                 except BrokenProcessPool as error:  # the writer reports it, naming this chunk
                     future = asyncio.get_running_loop().create_future()
                     future.set_exception(error)
                 try:
-                    await self.queue.put((shard, start, stop, future))  # waits while `inflight` chunks are out
+                    await self.queue.put((shard, position, start, stop, future))  # waits while `inflight` are out
                 except BaseException:
                     _drop(future)  # stopped before queueing it: nobody else will look at it
                     raise
@@ -88,20 +93,25 @@ class ShardWriter:
         """Wait for every chunk in plan order; start a shard's seal once its last chunk is in."""
         began: dict[str, float] = {}
         while (item := await self.queue.get()) is not None:
-            shard, start, stop, future = item
+            shard, position, start, stop, future = item
             began.setdefault(shard.name, time.perf_counter())
-            await _chunk_done(shard, start, stop, future)
+            result = await _chunk_done(shard, start, stop, future)
             self.build.reporter.advance(stop - start)
-            if faults.ACTIVE:
+            whole = shard.name in self.whole
+            if faults.ACTIVE and not whole:
                 faults.point("append")
             if stop == shard.stop:
-                self.sealing.append(asyncio.ensure_future(self._seal(shard, len(self.sealing), began.pop(shard.name))))
+                sealed = result if whole else None  # a whole shard's task sealed it: its size and sha256
+                self.sealing.append(asyncio.ensure_future(self._seal(shard, position, began.pop(shard.name), sealed)))
                 self.sealing[-1].add_done_callback(self._stop_writer)
 
-    async def _seal(self, shard: Shard, position: int, began: float) -> None:
-        """Seal ``shard`` (the ``position``-th sealed in this run), then journal it: it is done."""
+    async def _seal(self, shard: Shard, position: int, began: float, sealed: tuple[int, str] | None) -> None:
+        """Seal ``shard`` (the ``position``-th of this run) unless its task did, then journal it: it is done."""
         build = self.build
-        record = await self._seal_on_worker(shard, position)
+        if sealed is None:
+            record = await self._seal_on_worker(shard, position)
+        else:
+            record = ShardRecord(shard.name, shard.count, *sealed)
         if faults.ACTIVE:
             faults.point("journal")
         # In a thread: an fsync (or, on object storage, a PUT) must not stall the loop that keeps
@@ -127,8 +137,12 @@ class ShardWriter:
             raise output_error(error, Path(error.filename or partial_path(path))) from None
         return ShardRecord(shard.name, shard.count, size, sha256)
 
-    def _chunk_task(self, shard: Shard, start: int, stop: int) -> ChunkTask:
+    def _chunk_task(self, shard: Shard, start: int, stop: int, position: int) -> ChunkTask:
         build = self.build
+        if shard.name in self.whole:
+            target = shard_folder(build.output, build.state) / shard.name
+        else:
+            target = fragment_path(build.state, shard.name, start)
         return ChunkTask(
             state_dir=build.state,
             build_id=self.build_id,
@@ -137,8 +151,9 @@ class ShardWriter:
             stop=stop,
             options=build.options.render,
             seed=build.options.seed,
-            fragment=fragment_path(build.state, shard.name, start),
+            fragment=target,
             list_members=build.options.dali_index,
+            shard_index=position,
         )
 
     async def _wind_down(self) -> None:
@@ -153,7 +168,7 @@ class ShardWriter:
         while not self.queue.empty():
             item = self.queue.get_nowait()
             if item is not None:
-                _drop(item[3])
+                _drop(item[-1])
 
 
 def _drop(future: asyncio.Future) -> None:
@@ -163,8 +178,8 @@ def _drop(future: asyncio.Future) -> None:
     future.cancel()
 
 
-async def _chunk_done(shard: Shard, start: int, stop: int, future: asyncio.Future) -> int:
-    """Wait for one chunk's fragment; a dead worker or a failed write becomes a one-line error."""
+async def _chunk_done(shard: Shard, start: int, stop: int, future: asyncio.Future):
+    """Wait for one chunk's result; a dead worker or a failed write becomes a one-line error."""
     try:
         return await future
     except BrokenProcessPool:

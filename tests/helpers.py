@@ -167,6 +167,9 @@ def counts_by_class(samples: dict[str, dict[str, bytes]]) -> dict[int, int]:
 # Small and quick, but several chunks per shard and several shards per split, so a build can be
 # stopped early, mid-shard or between shards.
 BUILD_ARGS = ("--procs", "2", "--size", "32", "--shard-size", "60", "--chunk-size", "10", "--no-progress")
+# The same build with the default chunk size: of its 12 shards, the first 8 are each rendered whole by
+# one task, straight into place (see orchestrate.whole_shards); the same bytes as BUILD_ARGS give.
+WHOLE_SHARD_ARGS = ("--procs", "2", "--size", "32", "--shard-size", "60", "--no-progress")
 
 
 def start_cli(*args: str | Path, env: dict | None = None) -> subprocess.Popen:
@@ -201,10 +204,10 @@ def kill_group(process: subprocess.Popen, signum: int = signal.SIGKILL) -> None:
     process.communicate()
 
 
-def kill_build_at(src: Path, dst: Path, point: str, n: int, marker: Path) -> None:
+def kill_build_at(src: Path, dst: Path, point: str, n: int, marker: Path, args: tuple[str, ...] = BUILD_ARGS) -> None:
     """Start ``shardgen build SRC DST`` and SIGKILL its process group at the ``n``th pass of crash point ``point``."""
     fault = f"stop:at={point},n={n},marker={marker}"
-    process = start_cli("build", src, dst, *BUILD_ARGS, env={"SHARDGEN_FAULT": fault})
+    process = start_cli("build", src, dst, *args, env={"SHARDGEN_FAULT": fault})
     wait_for(marker.exists, process)
     kill_group(process)
 

@@ -7,8 +7,8 @@ import tarfile
 
 import pytest
 
-from shardgen import tar
-from shardgen.fragments import fragment_path, partial_path, seal_shard, write_fragment
+from shardgen import dali, tar
+from shardgen.fragments import fragment_path, partial_path, seal_shard, write_fragment, write_shard
 
 SAMPLES = [("a", [(".png", b"x" * 700), (".cls", b"3")]), ("b", [(".png", bytes(range(256)) * 9000), (".cls", b"1")])]
 MEMBERS = [(key + ext, data) for key, members in SAMPLES for ext, data in members]
@@ -67,3 +67,42 @@ def test_seal_with_a_missing_fragment_leaves_no_shard_and_no_partial(tmp_path):
     with pytest.raises(FileNotFoundError):
         seal_shard([fragment, tmp_path / "s.tar.9"], tmp_path / "s.tar")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.tar.0"]
+
+
+def sealed_from_fragments(tmp_path, dali_index: bool = False) -> tuple[tuple[int, str], bytes]:
+    """SAMPLES written as two fragments and sealed into ``tmp_path/chunked/s.tar``: digests and bytes."""
+    folder = tmp_path / "chunked"
+    fragments = [fragment_path(folder, "s.tar", start) for start in (0, 1)]
+    fragments[0].parent.mkdir(parents=True)
+    write_fragment(fragments[0], iter(SAMPLES[:1]), list_members=dali_index)
+    write_fragment(fragments[1], iter(SAMPLES[1:]), list_members=dali_index)
+    digests = seal_shard(fragments, folder / "s.tar", dali_index=dali_index)
+    return digests, (folder / "s.tar").read_bytes()
+
+
+def test_a_shard_written_whole_is_the_sealed_shard_of_its_fragments(tmp_path):
+    """write_shard gives the same bytes, size and sha256 as fragments joined by seal_shard, and no partial."""
+    expected, data = sealed_from_fragments(tmp_path)
+    assert write_shard(tmp_path / "s.tar", iter(SAMPLES)) == expected
+    assert (tmp_path / "s.tar").read_bytes() == data
+    assert not partial_path(tmp_path / "s.tar").exists()
+
+
+def test_a_shard_written_whole_gets_the_dali_index_of_the_sealed_one(tmp_path):
+    """With dali_index, write_shard writes the .idx that the fragments' member lists give the sealed shard."""
+    sealed_from_fragments(tmp_path, dali_index=True)
+    write_shard(tmp_path / "s.tar", iter(SAMPLES), dali_index=True)
+    whole, chunked = (dali.index_path(folder / "s.tar").read_text() for folder in (tmp_path, tmp_path / "chunked"))
+    assert whole == chunked
+
+
+def test_a_failed_whole_shard_leaves_nothing_under_either_name(tmp_path):
+    """A render that fails half-way through write_shard leaves neither the shard nor its .partial."""
+
+    def failing():
+        yield SAMPLES[0]
+        raise RuntimeError("render failed")
+
+    with pytest.raises(RuntimeError):
+        write_shard(tmp_path / "s.tar", failing())
+    assert list(tmp_path.iterdir()) == []

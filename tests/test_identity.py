@@ -43,9 +43,12 @@ def pinned_src(tmp_path_factory):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("procs", [1, 2])
-@pytest.mark.parametrize("chunk_size", [7, 256])
+@pytest.mark.parametrize("chunk_size", [7, 256, None], ids=["chunks-7", "chunks-256", "whole-shards"])
 def test_fixed_build_writes_the_pinned_bytes(pinned_src, tmp_path, procs, chunk_size):
-    """Every shard, wids index, the manifest and the card of the fixed build hash to the pinned sha256."""
+    """Every shard, wids index, the manifest and the card of the fixed build hash to the pinned sha256.
+
+    With the default chunk size (None) all but the last two rounds of shards are rendered whole.
+    """
     build(pinned_src, tmp_path, OPTIONS, procs=procs, chunk_size=chunk_size)
     written = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(tmp_path.iterdir()) if p.is_file()}
     assert written == PINNED_SHA256

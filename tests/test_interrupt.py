@@ -15,7 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import BUILD_ARGS, ROOT, assert_one_line_error, leftovers, run_cli, shard_bytes, start_cli, wait_for
+from tests.helpers import (
+    BUILD_ARGS,
+    ROOT,
+    WHOLE_SHARD_ARGS,
+    assert_one_line_error,
+    leftovers,
+    run_cli,
+    shard_bytes,
+    start_cli,
+    wait_for,
+)
 
 # Slow enough (0.3 s a chunk, 72 chunks) that the signal lands mid-build, whatever the machine's load.
 SLOW = {"SHARDGEN_FAULT": "sleep-per-chunk:seconds=0.3"}
@@ -70,12 +80,13 @@ def test_worker_death_names_the_chunk_and_rerun_resumes(sample_src, reference_bu
 
 
 @pytest.mark.slow
-def test_disk_full_names_the_file_and_rerun_resumes(sample_src, reference_build, tmp_path):
+@pytest.mark.parametrize("args", [BUILD_ARGS, WHOLE_SHARD_ARGS], ids=["chunks", "whole-shards"])
+def test_disk_full_names_the_file_and_rerun_resumes(sample_src, reference_build, tmp_path, args):
     """ENOSPC while writing the second shard: one line naming it, first shard kept, no partial, rerun resumes."""
     dst = tmp_path / "out"
-    result = run_cli("build", sample_src, dst, *BUILD_ARGS, env={"SHARDGEN_FAULT": "enospc:shard=1"})
+    result = run_cli("build", sample_src, dst, *args, env={"SHARDGEN_FAULT": "enospc:shard=1"})
     assert_one_line_error(result, "train-000001.tar.partial", "No space left on device", "rerun to resume", code=1)
-    # Shards are sealed in parallel: one after the failing shard may have been sealed meanwhile.
+    # Shards are written in parallel: one after the failing shard may have been completed meanwhile.
     written = {p.name for p in dst.glob("*.tar")}
     assert "train-000000.tar" in written and "train-000001.tar" not in written and leftovers(dst) == []
     assert_resumes_identically(sample_src, dst, reference_build, reused_at_least=1)

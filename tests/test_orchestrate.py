@@ -1,11 +1,18 @@
-"""The orchestrator's sizing: how many samples one chunk task renders."""
+"""The orchestrator's sizing: how many samples one chunk task renders, and which shards one task renders whole."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
-from shardgen.options import RenderOptions
-from shardgen.orchestrate import chunk_samples
+from shardgen import writer
+from shardgen.options import BuildOptions, RenderOptions
+from shardgen.orchestrate import chunk_samples, whole_shards
+from shardgen.pipeline import build
+from shardgen.plan import Shard
+from shardgen.sample import write_samples
+from shardgen.worker import render_shard
 
 
 @pytest.mark.parametrize(
@@ -24,3 +31,40 @@ def test_chunks_are_bounded_in_bytes(render, expected):
 def test_default_chunks_give_every_worker_several_within_bounds(count, procs, size, expected):
     """By default a split is cut into about 8 chunks a worker, each of 256 to 4096 samples."""
     assert chunk_samples(None, RenderOptions(size=size), count, procs) == expected
+
+
+def shards(count: int, samples: int = 100) -> list[Shard]:
+    return [Shard("train", number, number * samples, (number + 1) * samples, 25) for number in range(count)]
+
+
+@pytest.mark.parametrize(("count", "workers", "whole"), [(10, 2, 6), (4, 2, 0), (3, 2, 0), (20, 4, 12), (1, 1, 0)])
+def test_all_shards_but_the_last_two_rounds_are_rendered_whole(count, workers, whole):
+    """Every shard but the last TAIL_ROUNDS per worker is one task; those keep their chunks for the build's end."""
+    todo = shards(count)
+    assert whole_shards(todo, workers, RenderOptions()) == frozenset(shard.name for shard in todo[:whole])
+
+
+def test_a_shard_too_large_for_one_task_keeps_its_chunks():
+    """A shard whose output is estimated above WHOLE_SHARD_BYTES (large npy images) is rendered in chunks."""
+    todo = shards(10, samples=100)
+    assert whole_shards(todo, 2, RenderOptions(size=2048, format="npy")) == frozenset()
+
+
+def test_a_build_renders_whole_shards_and_chunks_only_the_tail(tmp_path, monkeypatch):
+    """A build whose shards outnumber its workers hands all but the last two rounds to render_shard, same bytes."""
+    src = tmp_path / "npz"
+    write_samples(src, categories=2, per_split=40, seed=5)
+    options = BuildOptions(render=RenderOptions(size=16), shard_size=10, splits=("train",))
+    rendered_whole = []
+
+    def spy(task):
+        rendered_whole.append(task.fragment.name)
+        return render_shard(task)
+
+    monkeypatch.setattr(writer, "render_shard", spy)
+    with ThreadPoolExecutor(1) as pool:
+        build(src, tmp_path / "whole", options, executor=pool, procs=1)
+        build(src, tmp_path / "chunked", options, executor=pool, procs=1, chunk_size=3)
+    names = [f"train-{n:06d}.tar" for n in range(8)]
+    assert sorted(rendered_whole) == names[:6]  # 8 shards, 1 worker: the last 2 keep their chunks
+    assert all((tmp_path / "whole" / n).read_bytes() == (tmp_path / "chunked" / n).read_bytes() for n in names)

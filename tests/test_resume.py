@@ -13,7 +13,7 @@ from shardgen import faults, png
 from shardgen.errors import OptionsChangedError
 from shardgen.options import BuildOptions, RenderOptions
 from shardgen.pipeline import build
-from tests.helpers import BUILD_ARGS, kill_build_at, leftovers, run_cli, shard_bytes
+from tests.helpers import BUILD_ARGS, WHOLE_SHARD_ARGS, kill_build_at, leftovers, run_cli, shard_bytes
 
 
 def journaled(dst) -> set[str]:
@@ -21,20 +21,32 @@ def journaled(dst) -> set[str]:
     return {json.loads(line)["file"] for line in path.read_text().splitlines()} if path.exists() else set()
 
 
-# (point, n): where the build is SIGKILLed. ingest: a class's arrays are packed but not its record;
-# append: mid-shard (the parent holds the ninth chunk's fragment); rename: a shard fsynced under
-# .partial, not renamed (on a worker); journal: a shard renamed to its final name but not yet in the
-# journal. The hooks only observe: the rest of the build runs on until the kill, so how many shards
-# were journaled by then varies, and the rerun must reuse exactly those.
-KILL_POINTS = [("ingest", 1), ("append", 8), ("rename", 2), ("journal", 1)]
+# (point, n, layout): where the build is SIGKILLed, building in chunks (BUILD_ARGS) or with shards
+# rendered whole (WHOLE_SHARD_ARGS: one task writes a shard straight into place). ingest: a class's
+# arrays are packed but not its record; append: mid-shard (the parent holds the ninth chunk's
+# fragment); rename: a shard fsynced under .partial, not renamed (on a worker); journal: a shard
+# renamed to its final name but not yet in the journal. The hooks only observe: the rest of the
+# build runs on until the kill, so how many shards were journaled by then varies, and the rerun
+# must reuse exactly those.
+KILL_POINTS = [
+    ("ingest", 1, "chunks"),
+    ("append", 8, "chunks"),
+    ("rename", 2, "chunks"),
+    ("journal", 1, "chunks"),
+    ("rename", 1, "whole"),
+    ("journal", 1, "whole"),
+]
+LAYOUTS = {"chunks": BUILD_ARGS, "whole": WHOLE_SHARD_ARGS}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("point", "n"), KILL_POINTS, ids=[p for p, _ in KILL_POINTS])
-def test_sigkill_at_any_moment_then_rerun_gives_identical_shards(sample_src, reference_build, tmp_path, point, n):
+@pytest.mark.parametrize(("point", "n", "layout"), KILL_POINTS, ids=[f"{p}-{layout}" for p, _, layout in KILL_POINTS])
+def test_sigkill_at_any_moment_then_rerun_gives_identical_shards(
+    sample_src, reference_build, tmp_path, point, n, layout
+):
     """SIGKILL of the whole process group at a crash point, then the same command: same bytes, nothing left over."""
     dst = tmp_path / "out"
-    kill_build_at(sample_src, dst, point, n, tmp_path / "reached")
+    kill_build_at(sample_src, dst, point, n, tmp_path / "reached", args=LAYOUTS[layout])
     if point == "append":
         assert list((dst / ".shardgen" / "parts").iterdir()), "the kill should have caught chunk fragments"
     if point == "rename":
@@ -44,7 +56,7 @@ def test_sigkill_at_any_moment_then_rerun_gives_identical_shards(sample_src, ref
         assert unjournaled, "the kill should have caught a renamed shard not yet journaled"
     complete = journaled(dst)
 
-    rerun = run_cli("build", sample_src, dst, *BUILD_ARGS)
+    rerun = run_cli("build", sample_src, dst, *LAYOUTS[layout])
     assert rerun.returncode == 0, rerun.stderr
     assert shard_bytes(dst) == shard_bytes(reference_build)
     manifest = (dst / "manifest.json").read_text()
