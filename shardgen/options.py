@@ -350,8 +350,8 @@ class RunOptions:
     chunk_size: int | None = option(
         None,
         "--chunk-size",
-        help="Samples per worker task (does not change the output).",
-        show_default="256-4096, about 8 tasks a worker",
+        help="Samples per worker task; given, every shard is cut into such chunks (does not change the output).",
+        show_default="a whole shard a task, the last two per worker in chunks of 256-4096",
     )
     overwrite: bool = option(
         False,
