@@ -13,8 +13,9 @@ same render settings (``RenderOptions(size=...)``: PNG, antialiased, line width 
             rendering, writing, index)
   encoders  the bound with each PNG encoder (shardgen's zlib-ng writer, the OpenCV encoder it
             replaced, a script's ``cv2.imencode(".png", img)`` at OpenCV's defaults), ``shardgen
-            build`` with the old and the new one (the hidden, bench-only ``--png-encoder``), and
-            the per-image cost and size of each encoder in one process
+            build`` with the old and the new one (the hidden, bench-only ``--png-encoder``), the
+            per-image cost and size of each encoder in one process, and how many distinct
+            encodings of the same sketches fresh processes give (one: same pixels, same bytes)
 
 Each is run as a child process and watched by a sampler thread that reads /proc every 50 ms:
 CPU seconds (utime + stime) of the child and of every descendant (last value seen before it
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import hashlib
 import json
 import os
 import platform
@@ -544,6 +546,31 @@ def bench_encode_image(src: Path, args) -> None:
     print(f"  zlib-ng / cv2 defaults = {now / defaults:.2f}   (target <= 0.5)")
     print(f"  zlib-ng / opencv before = {now / before:.2f}   (target <= 0.45)")
     print(f"  bytes zlib-ng / opencv before = {sizes['zlib-ng'] / sizes['opencv']:.4f}   (target <= 1)")
+    digests = {digest_in_fresh_process(src, args.size, len(images)) for _ in range(args.determinism_processes)}
+    print(
+        f"  the same {len(images):,} sketches encoded in {args.determinism_processes} fresh processes: "
+        f"{len(digests)} distinct encoding(s) (target 1: bytes depend on the pixels alone)"
+    )
+
+
+def digest_in_fresh_process(src: Path, size: int, count: int) -> str:
+    """sha256 of ``count`` sketches of ``src`` rendered and encoded by a new interpreter (its own
+    memory layout). An encoder whose bytes follow addresses gives more than one: with ISA-L, 4 of
+    20 processes encoded 4,000 real sketches to other bytes."""
+    command = [sys.executable, str(Path(__file__).resolve()), "_encode_digest", str(src), str(size), str(count)]
+    return subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def child_encode_digest(src: str, size: int, count: int) -> None:
+    from shardgen.render import encode_image, render_sketch
+
+    options = bound_encoder("zlib-ng", size)[0]
+    sketches = load_sketches(Path(src))
+    sketches = sketches[:: max(1, len(sketches) // count)][:count]
+    digest = hashlib.sha256()
+    for _split, _cls, _meta, strokes in sketches:
+        digest.update(encode_image(render_sketch(strokes, options), options))
+    print(digest.hexdigest())
 
 
 def bench_encoders(src: Path, args, work: Path) -> None:
@@ -787,6 +814,9 @@ def main() -> None:
     parser.add_argument("--encoders-only", action="store_true", help="run only the PNG encoder comparisons")
     parser.add_argument("--encode-sketches", type=int, default=3000, help="sketches of the per-image encode timing")
     parser.add_argument("--encode-reps", type=int, default=5, help="passes of the per-image encode timing")
+    parser.add_argument(
+        "--determinism-processes", type=int, default=6, help="fresh processes that encode the same sketches"
+    )
     parser.add_argument("--ceiling", action="store_true", help="also measure the ceiling and parent CPU per image")
     parser.add_argument("--ceiling-sketches", type=int, default=90_000, help="sketches of the ceiling runs")
     parser.add_argument("--ceiling-bytes", type=int, default=4096, help="the constant image's size in bytes")
@@ -858,6 +888,8 @@ if __name__ == "__main__":
         child_bound(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), *sys.argv[5:6])
     elif len(sys.argv) > 1 and sys.argv[1] == "_ceiling":
         child_ceiling(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6])
+    elif len(sys.argv) > 1 and sys.argv[1] == "_encode_digest":
+        child_encode_digest(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     elif len(sys.argv) > 1 and sys.argv[1] == "_formats_ingest":
         child_formats_ingest(sys.argv[2], sys.argv[3])
     elif len(sys.argv) > 1 and sys.argv[1] == "_baseline":
