@@ -4,7 +4,7 @@ A PNG whose rows all use filter type 0 (none) is a zlib stream of the rows, each
 zero byte, in an ``IDAT`` chunk between the ``IHDR`` header and the ``IEND`` marker, each chunk
 closed by a CRC-32 (PNG specification, 3rd edition, sections 5 and 11). Line drawings on a flat
 background compress best unfiltered, and zlib-ng (python-zlib-ng) deflates them about as fast
-as ISA-L and 4x faster than OpenCV's encoder (libpng + zlib ``Z_RLE``).
+as ISA-L and ~3x faster than OpenCV's encoder (libpng + zlib ``Z_RLE``).
 
 Why not ISA-L, which shardgen used before (revisions 1 and 2): the same pixels did not always
 compress to the same bytes. Its level-1 output depends on the address its stream state sits at:
@@ -12,7 +12,9 @@ about one image in 10^4 came out a byte longer or shorter from one process to th
 sketches; fresh zeroed state moved in one process changed the bytes for ~4% of the addresses
 tried; identical in every run with address-space randomisation off). Shards must be
 byte-identical whatever ``--procs`` is and however often a build resumed, so the deflate must be
-a function of the pixels alone; zlib-ng's is (checked across processes in ``tests/test_png.py``).
+a function of the pixels alone. zlib-ng's is: ``scripts/bench`` encodes the same real sketches
+in fresh processes and counts the distinct results, and ``tests/test_png.py`` re-encodes with
+its state moved.
 
 Images are always 8-bit. 1-bit grayscale for ``--no-antialias`` black-ink builds measured 38%
 smaller and ~7% faster (counting the check that an image really has two levels), but Pillow opens
