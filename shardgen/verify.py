@@ -1,10 +1,11 @@
 """Check a finished build against its manifest: every shard, every sample, every image.
 
-Each shard is read once, sequentially: the bytes feed sha256 and md5 while ``tarfile`` (stream
-mode) walks the members, so a shard is never held in memory whole. Shards are checked in worker
-processes, independently; keys must be unique across the whole build, so each worker returns an
-8-byte hash per key (a build of 26 million samples costs 200 MB for this, not gigabytes of key
-strings) and the parent looks for repeats. Problems are collected, not raised, so that one run
+Each shard is read once, sequentially: the bytes feed sha256 (and md5, only where a wids index
+lists an ``md5sum``, as older builds wrote) while ``tarfile`` (stream mode) walks the members, so
+a shard is never held in memory whole. Shards are checked in worker processes, independently;
+keys must be unique across the whole build, so each worker returns an 8-byte hash per key (a
+build of 26 million samples costs 200 MB for this, not gigabytes of key strings) and the parent
+looks for repeats. Problems are collected, not raised, so that one run
 names every broken shard.
 """
 
@@ -60,19 +61,20 @@ class VerifyResult:
 
 
 class _HashingReader(io.RawIOBase):
-    """A read-only stream that hashes and counts every byte read through it from ``handle``."""
+    """A read-only stream that hashes (sha256, and md5 if asked) and counts every byte read through it."""
 
-    def __init__(self, handle) -> None:
+    def __init__(self, handle, md5: bool) -> None:
         super().__init__()
         self.handle = handle
         self.sha256 = hashlib.sha256()
-        self.md5 = hashlib.md5(usedforsecurity=False)
+        self.md5 = hashlib.md5(usedforsecurity=False) if md5 else None
         self.size = 0
 
     def read(self, size: int = -1) -> bytes:
         data = self.handle.read(size)
         self.sha256.update(data)
-        self.md5.update(data)
+        if self.md5 is not None:
+            self.md5.update(data)
         self.size += len(data)
         return data
 
@@ -141,7 +143,8 @@ def key_hash(key: str) -> int:
 class _Checker:
     """What checking a shard needs from the manifest; small, so it pickles to worker processes."""
 
-    def __init__(self, manifest: dict) -> None:
+    def __init__(self, manifest: dict, md5: bool = False) -> None:
+        self.md5 = md5  # hash md5 too: a wids index lists md5sums to compare with
         self.classes = manifest["classes"]
         render = manifest.get("options", {}).get("render", {})
         self.size = render.get("size")
@@ -155,7 +158,7 @@ class _Checker:
         check = _ShardCheck()
         seen: set[str] = set()
         with open(path, "rb") as handle, _DecoderMessages() as messages:
-            reader = _HashingReader(handle)
+            reader = _HashingReader(handle, self.md5)
             try:
                 with tarfile.open(fileobj=reader, mode="r|") as archive:
                     for key, members in group_by_key(archive):
@@ -166,7 +169,8 @@ class _Checker:
             except (tarfile.TarError, OSError) as error:
                 check.problems.append(f"not a readable tar archive after {check.count} samples ({error})")
             reader.drain()
-        check.size, check.sha256, check.md5 = reader.size, reader.sha256.hexdigest(), reader.md5.hexdigest()
+        check.size, check.sha256 = reader.size, reader.sha256.hexdigest()
+        check.md5 = reader.md5.hexdigest() if reader.md5 is not None else ""
         return check
 
     def check_sample(
@@ -233,7 +237,7 @@ def verify(dst: Path, procs: int | None = None) -> VerifyResult:
     dst = Path(dst)
     manifest = load_manifest(dst)
     result = VerifyResult(dst)
-    checker = _Checker(manifest)
+    checker = _Checker(manifest, md5=_lists_md5sums(dst, manifest))
     listed = [(split, shard) for split, info in manifest["splits"].items() for shard in info["shards"]]
     present = [(split, shard) for split, shard in listed if (dst / shard["file"]).is_file()]
     checks = dict(zip((shard["file"] for _, shard in present), _run(checker, dst, present, procs)))
@@ -262,6 +266,20 @@ def verify(dst: Path, procs: int | None = None) -> VerifyResult:
         if path.name.endswith((".tar", ".tar.partial")) and path.name not in known:
             result.add(path.name, "unknown shard: not in the manifest (left from another build?)")
     return result
+
+
+def _lists_md5sums(dst: Path, manifest: dict) -> bool:
+    """Whether a wids index of the build lists an ``md5sum`` (older builds wrote one; wids never
+    checks it): only then are shards md5-hashed, to find an index gone stale."""
+    for split in manifest["splits"]:
+        try:
+            index = json.loads((dst / f"{split}.wids.json").read_text())
+        except (OSError, ValueError):
+            continue  # reported by _verify_wids
+        shardlist = index.get("shardlist") if isinstance(index, dict) else None
+        if isinstance(shardlist, list) and any(isinstance(s, dict) and "md5sum" in s for s in shardlist):
+            return True
+    return False
 
 
 def _run(checker: _Checker, dst: Path, shards: list[tuple[str, dict]], procs: int | None) -> list[_ShardCheck]:
