@@ -109,19 +109,11 @@ def write_shard(
     """
     path = Path(path)
     listed: list[tuple[str, int]] = []
-    with _sealing(path, fault_index) as shard:
-        pending: list[bytes] = []
-        held = 0
+    with _sealing(path, fault_index, buffering=_BUFFER) as shard:  # samples are small: large writes
         for key, members in samples:
-            data = tar.sample(key, members)
-            pending.append(data)
-            held += len(data)
+            shard.write(tar.sample(key, members))
             if dali_index:
                 listed += ((key + ext, len(member)) for ext, member in members)
-            if held >= _BUFFER:  # hash and write in large blocks, as the seal does
-                shard.write(b"".join(pending))
-                pending, held = [], 0
-        shard.write(b"".join(pending))
     if dali_index:
         dali.write_index(path, dali.member_offsets(listed))
     return shard.size, shard.sha256.hexdigest()
@@ -144,11 +136,11 @@ class _ShardBytes:
 
 
 @contextlib.contextmanager
-def _sealing(path: Path, fault_index: int) -> Iterator[_ShardBytes]:
+def _sealing(path: Path, fault_index: int, buffering: int = -1) -> Iterator[_ShardBytes]:
     """Write shard ``path``'s bytes in the ``with`` block; then end the archive, fsync, and rename
     ``NAME.partial`` to ``NAME``. A block that fails leaves neither file."""
     partial = partial_path(path)
-    with replacing(path, partial) as out:
+    with replacing(path, partial, buffering) as out:
         shard = _ShardBytes(out, partial, fault_index)
         yield shard
         shard.write(tar.end_of_archive(shard.size))

@@ -5,8 +5,7 @@ lists an ``md5sum``, as older builds wrote) while ``tarfile`` (stream mode) walk
 a shard is never held in memory whole. Shards are checked in worker processes, independently;
 keys must be unique across the whole build, so each worker returns an 8-byte hash per key (a
 build of 26 million samples costs 200 MB for this, not gigabytes of key strings) and the parent
-looks for repeats. Problems are collected, not raised, so that one run
-names every broken shard.
+looks for repeats. Problems are collected, not raised, so that one run names every broken shard.
 """
 
 from __future__ import annotations
@@ -237,7 +236,9 @@ def verify(dst: Path, procs: int | None = None) -> VerifyResult:
     dst = Path(dst)
     manifest = load_manifest(dst)
     result = VerifyResult(dst)
-    checker = _Checker(manifest, md5=_lists_md5sums(dst, manifest))
+    indexes = {split: _load_wids(dst, split) for split in manifest["splits"]}
+    md5sums = any(isinstance(index, list) and any("md5sum" in entry for entry in index) for index in indexes.values())
+    checker = _Checker(manifest, md5=md5sums)  # md5 only to find a stale md5sum an older build wrote
     listed = [(split, shard) for split, info in manifest["splits"].items() for shard in info["shards"]]
     present = [(split, shard) for split, shard in listed if (dst / shard["file"]).is_file()]
     checks = dict(zip((shard["file"] for _, shard in present), _run(checker, dst, present, procs)))
@@ -259,27 +260,13 @@ def verify(dst: Path, procs: int | None = None) -> VerifyResult:
             actual = [classes.get(i, 0) for i in range(len(expected))]
             if actual != expected:
                 result.add(split, f"class counts {actual} differ from the manifest's {expected}")
-        _verify_wids(dst, split, info, checks, result)
+        _verify_wids(split, indexes[split], info, checks, result)
     _find_repeated_keys(dst, checks, result)
     known = {shard["file"] for _, shard in listed}
     for path in sorted(dst.iterdir()):
         if path.name.endswith((".tar", ".tar.partial")) and path.name not in known:
             result.add(path.name, "unknown shard: not in the manifest (left from another build?)")
     return result
-
-
-def _lists_md5sums(dst: Path, manifest: dict) -> bool:
-    """Whether a wids index of the build lists an ``md5sum`` (older builds wrote one; wids never
-    checks it): only then are shards md5-hashed, to find an index gone stale."""
-    for split in manifest["splits"]:
-        try:
-            index = json.loads((dst / f"{split}.wids.json").read_text())
-        except (OSError, ValueError):
-            continue  # reported by _verify_wids
-        shardlist = index.get("shardlist") if isinstance(index, dict) else None
-        if isinstance(shardlist, list) and any(isinstance(s, dict) and "md5sum" in s for s in shardlist):
-            return True
-    return False
 
 
 def _run(checker: _Checker, dst: Path, shards: list[tuple[str, dict]], procs: int | None) -> list[_ShardCheck]:
@@ -332,26 +319,33 @@ def _compare_shard(shard: dict, check: _ShardCheck, result: VerifyResult) -> Non
         result.add(name, f"... and {len(check.problems) - MAX_PROBLEMS_PER_SHARD} more problems")
 
 
-def _verify_wids(dst: Path, split: str, info: dict, checks: dict[str, _ShardCheck], result: VerifyResult) -> None:
-    name = f"{split}.wids.json"
+def _load_wids(dst: Path, split: str) -> list[dict] | str:
+    """The shard list of ``split``'s wids index, or what is wrong with the index."""
     try:
-        index = json.loads((dst / name).read_text())
+        index = json.loads((dst / f"{split}.wids.json").read_text())
     except FileNotFoundError:
-        result.add(name, "missing (random access with wids will not work)")
-        return
+        return "missing (random access with wids will not work)"
     except ValueError as error:
-        result.add(name, f"not valid JSON ({error})")
-        return
+        return f"not valid JSON ({error})"
     shardlist = index.get("shardlist", []) if isinstance(index, dict) else None
     if not isinstance(shardlist, list) or not all(isinstance(s, dict) for s in shardlist):
-        result.add(name, "not a wids shard index (an object with a list of shards)")
+        return "not a wids shard index (an object with a list of shards)"
+    return shardlist
+
+
+def _verify_wids(
+    split: str, shardlist: list[dict] | str, info: dict, checks: dict[str, _ShardCheck], result: VerifyResult
+) -> None:
+    name = f"{split}.wids.json"
+    if isinstance(shardlist, str):
+        result.add(name, shardlist)
         return
     listed = [(s.get("url"), s.get("nsamples"), s.get("filesize")) for s in shardlist]
     expected = [(s["file"], s["count"], s["bytes"]) for s in info["shards"]]
     if listed != expected:
         result.add(name, "its shard list disagrees with the manifest")
         return
-    for entry, shard in zip(index["shardlist"], info["shards"]):
+    for entry, shard in zip(shardlist, info["shards"]):
         check = checks.get(shard["file"])
         # Only an intact shard says anything about the index: a corrupt one is reported already.
         if check is not None and check.sha256 == shard["sha256"] and entry.get("md5sum") not in (None, check.md5):
