@@ -2,9 +2,10 @@
 
 A chunk task streams its tar members into a fragment file (``DST/.shardgen/parts/NAME.START``),
 written under a temp name and renamed, so a rerun of the same task replaces it whole and a killed
-worker leaves only a temp file. When every chunk of a shard is in, one seal task joins the
-fragments in plan order into ``NAME.partial`` while hashing, appends the end-of-archive, fsyncs,
-renames it to ``NAME`` and removes the fragments. A shard that one task renders whole skips the
+worker leaves only a temp file (removed with the parts folder when the build ends). When every
+chunk of a shard is in, one seal task joins the fragments in plan order into ``NAME.partial``
+while hashing, appends the end-of-archive, fsyncs, renames it to ``NAME`` and removes the
+fragments. A shard that one task renders whole skips the
 fragment: ``write_shard`` packs, hashes and seals it in one pass. Results are a few numbers, never
 bytes.
 

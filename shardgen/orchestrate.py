@@ -14,7 +14,6 @@ in a fresh pool and handles signals and cleanup.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import shutil
@@ -191,8 +190,8 @@ class Build:
             raise output_error(error, parts) from None
         whole = whole_shards(todo, self.inflight // 2, self.options.render) if self._may_render_whole() else frozenset()
         written = await ShardWriter(self, todo, build_id, whole).run()
-        with contextlib.suppress(OSError):
-            parts.rmdir()
+        # Every shard is sealed: what is left is a killed worker's temp file, which no task will finish.
+        shutil.rmtree(parts, ignore_errors=True)
         done.update({record.file: record for record in written})
         return done
 

@@ -12,7 +12,8 @@ from shardgen.orchestrate import chunk_samples, whole_shards
 from shardgen.pipeline import build
 from shardgen.plan import Shard
 from shardgen.sample import write_samples
-from shardgen.worker import render_shard
+from shardgen.worker import render_chunk, render_shard
+from tests.helpers import leftovers
 
 
 @pytest.mark.parametrize(
@@ -68,3 +69,19 @@ def test_a_build_renders_whole_shards_and_chunks_only_the_tail(tmp_path, monkeyp
     names = [f"train-{n:06d}.tar" for n in range(8)]
     assert sorted(rendered_whole) == names[:6]  # 8 shards, 1 worker: the last 2 keep their chunks
     assert all((tmp_path / "whole" / n).read_bytes() == (tmp_path / "chunked" / n).read_bytes() for n in names)
+
+
+def test_a_temp_file_left_by_a_killed_task_is_removed_when_the_build_ends(tmp_path, monkeypatch):
+    """A fragment temp file no task will finish (its worker killed, the chunk rerun elsewhere) is gone at the end."""
+    src = tmp_path / "npz"
+    write_samples(src, categories=2, per_split=10, seed=5)
+    options = BuildOptions(render=RenderOptions(size=16), shard_size=10, splits=("train",))
+
+    def killed_then_rerun(task):
+        (task.fragment.parent / f".{task.fragment.name}.123-abcd.tmp").write_bytes(b"half a fragment")
+        return render_chunk(task)
+
+    monkeypatch.setattr(writer, "render_chunk", killed_then_rerun)
+    with ThreadPoolExecutor(1) as pool:
+        build(src, tmp_path / "out", options, executor=pool, procs=1, chunk_size=3)
+    assert leftovers(tmp_path / "out") == []
