@@ -105,6 +105,11 @@ def stop_pool(pool: Executor, kill: bool) -> None:
     fails what is left. Futures are never cancelled here: a stop signal to the process group kills
     workers at the same moment, and cancelling while the pool's manager thread fails the futures
     of dead workers crashes that thread (Python 3.11), after which the shutdown waits forever.
+
+    A broken pool needs ``kill`` too. When a worker dies, the manager thread terminates the others
+    and joins them all; a worker the pool was starting at that moment misses the terminate, idles,
+    and the join waits for it forever. That happens after a stop signal to the group: it kills the
+    fork server, and the pool's next start launches a new one, whose workers no signal reached.
     """
     if kill:
         processes = list((getattr(pool, "_processes", None) or {}).values())

@@ -139,15 +139,14 @@ def _run_with_retry(
 def _attempt(job: Build, sources: list[SourceFile], signals: StopOnSignals, own_pool: bool) -> BuildResult:
     """Run ``job`` to its end; a stop signal ends it with :class:`Interrupted`. After a failure
     nothing partial is left, and a pool of our own is stopped (killing workers still busy)."""
-    failed, broken = True, False
+    failed = True
     try:
         result = _run_to_completion(signals.run(job.run(sources)))
         if result is None:
             raise Interrupted(signals.received or signal.SIGINT)
         failed = False
         return result
-    except Exception as error:
-        broken = isinstance(error, WorkerError)
+    except Exception:
         # A stop signal to the group also kills workers, or reaches the fork server: starting a
         # worker then fails (EOFError), or a file operation is cut short. The signal is the cause.
         if signals.received is not None:
@@ -155,7 +154,7 @@ def _attempt(job: Build, sources: list[SourceFile], signals: StopOnSignals, own_
         raise
     finally:
         if own_pool:
-            stop_pool(job.executor, kill=failed and not broken)
+            stop_pool(job.executor, kill=failed)
         if failed:
             _discard_partials(job.output, job.state)
 

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from shardgen import pipeline
+from shardgen.errors import WorkerError
+from shardgen.executor import StopOnSignals
+from shardgen.location import Location
 from shardgen.options import BuildOptions, RenderOptions
 from shardgen.pipeline import build
 from shardgen.sample import write_samples
@@ -208,3 +213,18 @@ def test_a_reused_executor_never_serves_a_previous_build_s_store(tmp_path):
         build(second, tmp_path / "out", options, executor=executor, procs=2, overwrite=True)
     build(second, tmp_path / "fresh", options, procs=1)
     assert shard_bytes(tmp_path / "out") == shard_bytes(tmp_path / "fresh")
+
+
+def test_a_pool_that_broke_is_stopped_by_killing_its_workers(tmp_path, monkeypatch):
+    """An attempt whose pool broke (WorkerError) stops it with kill=True: a plain shutdown would wait forever
+    for a worker the pool started as it broke (see executor.stop_pool)."""
+    stops = []
+    monkeypatch.setattr(pipeline, "stop_pool", lambda pool, kill: stops.append(kill))
+
+    async def broken(sources):
+        raise WorkerError("a render worker died")
+
+    job = SimpleNamespace(run=broken, executor=None, output=Location.of(tmp_path), state=tmp_path / ".shardgen")
+    with pytest.raises(WorkerError):
+        pipeline._attempt(job, [], StopOnSignals(), own_pool=True)
+    assert stops == [True]
