@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,6 +66,15 @@ def temp_path(path: Path) -> Path:
     worker declared dead that is not) never shares a temp file with it; the last rename wins whole.
     """
     return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+
+
+_TEMP_NAME = re.compile(r"\.(?P<name>.+?)(?:\.\d+-[0-9a-f]{8})?\.tmp")  # also ``.NAME.tmp``, as older versions named it
+
+
+def temp_target(temp_name: str) -> str | None:
+    """The name of the file a temp file (as :func:`temp_path` names it) was staging; None for any other name."""
+    match = _TEMP_NAME.fullmatch(temp_name)
+    return match["name"] if match else None
 
 
 @contextlib.contextmanager

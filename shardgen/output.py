@@ -274,8 +274,8 @@ def _is_leftover(name: str, owned: set[str]) -> bool:
     """A partial shard or temp file of a file shardgen writes: only an interrupted build leaves these."""
     if name.endswith(PARTIAL_SUFFIX):
         base = name[: -len(PARTIAL_SUFFIX)]
-    elif name.startswith(".") and name.endswith(".tmp"):
-        base = name[1 : -len(".tmp")]
+    elif (staged := atomic.temp_target(name)) is not None:
+        base = staged
     else:
         return False
     return base in owned or bool(_OUR_NAMES.fullmatch(base))

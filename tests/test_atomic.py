@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from shardgen import atomic
 from shardgen.atomic import write_npy_to
 from shardgen.write import output_error
 from tests.helpers import ROOT
@@ -46,3 +47,11 @@ def test_npy_write_to_a_full_disk_says_no_space_and_how_to_resume():
     assert caught.value.errno == errno.ENOSPC
     message = str(output_error(caught.value, Path("store")))
     assert "No space left on device" in message and "rerun to resume" in message
+
+
+def test_temp_target_names_the_file_a_temp_path_stages(tmp_path):
+    """temp_target undoes temp_path (and the older ``.NAME.tmp``); any other name gives None."""
+    path = tmp_path / "train-000001.tar"
+    assert atomic.temp_target(atomic.temp_path(path).name) == "train-000001.tar"
+    assert atomic.temp_target(".manifest.json.tmp") == "manifest.json"
+    assert atomic.temp_target("manifest.json") is None and atomic.temp_target(".notes") is None

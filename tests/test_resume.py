@@ -79,6 +79,19 @@ def test_resume_reuses_complete_shards_and_rerenders_damaged_ones(sample_src, tm
     assert leftovers(tmp_path) == []
 
 
+def test_resume_removes_the_temp_files_a_killed_build_left(sample_src, tmp_path):
+    """A rerun deletes temp files of shardgen's names as atomic.temp_path names them (.NAME.PID-RANDOM.tmp)
+    and as older versions did (.NAME.tmp); a user's own .notes.tmp stays."""
+    options = BuildOptions(render=RenderOptions(size=32), shard_size=120, splits=("valid",))
+    build(sample_src, tmp_path, options, procs=1)
+    (tmp_path / "manifest.json").unlink()  # killed while writing it
+    for name in (".manifest.json.4242-0a1b2c3d.tmp", ".valid.wids.json.4242-0a1b2c3d.tmp", ".valid-000001.tar.tmp"):
+        (tmp_path / name).write_bytes(b"half a file")
+    (tmp_path / ".notes.tmp").write_text("mine")
+    build(sample_src, tmp_path, options, procs=1)
+    assert leftovers(tmp_path) == [".notes.tmp"]
+
+
 def test_resume_reuses_shards_journaled_with_an_md5_by_an_older_version(sample_src, tmp_path):
     """Journal records that also carry an md5 (as older versions wrote them) still count: their shards are reused."""
     options = BuildOptions(render=RenderOptions(size=32), shard_size=120, splits=("valid",))
