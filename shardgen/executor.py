@@ -23,6 +23,7 @@ from .errors import Interrupted
 SignalHandler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
 
 STOP_GRACE = 2.0  # seconds busy workers get to finish their task when a build stops early
+MANAGER_WAIT = 10.0  # seconds a killing stop waits for the pool's manager thread, once every worker is killed
 
 
 # What the fork server imports before it forks a worker: one thread per native library, then the
@@ -110,17 +111,25 @@ def stop_pool(pool: Executor, kill: bool) -> None:
     and joins them all; a worker the pool was starting at that moment misses the terminate, idles,
     and the join waits for it forever. That happens after a stop signal to the group: it kills the
     fork server, and the pool's next start launches a new one, whose workers no signal reached.
+
+    Killing ends with the manager thread: left running, it races with the interpreter's exit,
+    which then prints a traceback (Python 3.11: ``_python_exit`` wakes it through a pipe it is
+    closing).
     """
-    if kill:
-        processes = list((getattr(pool, "_processes", None) or {}).values())
-        pool.shutdown(wait=False)
-        deadline = time.monotonic() + STOP_GRACE
-        for process in processes:
-            process.join(max(0.0, deadline - time.monotonic()))
-        for process in processes:
-            if process.is_alive():
-                process.kill()
-    pool.shutdown(wait=True)
+    if not kill:
+        pool.shutdown(wait=True)
+        return
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    manager = getattr(pool, "_executor_manager_thread", None)  # shutdown(wait=False) forgets it
+    pool.shutdown(wait=False)
+    deadline = time.monotonic() + STOP_GRACE
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+    for process in processes:
+        if process.is_alive():
+            process.kill()
+    if manager is not None:
+        manager.join(MANAGER_WAIT)  # it only waits for the workers now: dead, or dying
 
 
 def mp_context() -> multiprocessing.context.BaseContext:

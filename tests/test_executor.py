@@ -269,18 +269,20 @@ def _ignore_sigterm(hold: float) -> int:
 @pytest.mark.slow
 def test_a_killing_stop_ends_a_broken_pool_whose_worker_missed_the_terminate():
     """A worker died, and the manager thread waits on another its terminate did not end: stop_pool(kill=True)
-    kills it and returns, where the pool's own shutdown would wait forever."""
+    kills it and returns once the manager thread has ended, where the pool's own shutdown would wait forever."""
     workers = new_pool(2)
     pids = {future.result() for future in [workers.submit(_ignore_sigterm, 0.5) for _ in range(2)]}
     assert len(pids) == 2  # both workers ignore SIGTERM
     dies = workers.submit(os._exit, 1)
     with pytest.raises(BrokenProcessPool):
         dies.result(timeout=30)
+    manager = workers._executor_manager_thread
     stopping = threading.Thread(target=stop_pool, args=(workers, True), daemon=True)
     try:
         stopping.start()
         stopping.join(30)
         assert not stopping.is_alive(), "stop_pool waited for a worker that never ends"
+        assert not manager.is_alive()
     finally:
         for pid in pids:  # so a failure cannot leave the test run hanging at exit
             with contextlib.suppress(ProcessLookupError):
