@@ -65,10 +65,16 @@ def temp_path(path: Path) -> Path:
     Unique per call: a task that Dask reruns elsewhere while its first run is still writing (a
     worker declared dead that is not) never shares a temp file with it; the last rename wins whole.
     """
-    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    return path.with_name(f".{path.name}.{writer_tag()}.tmp")
 
 
-_TEMP_NAME = re.compile(r"\.(?P<name>.+?)(?:\.\d+-[0-9a-f]{8})?\.tmp")  # also ``.NAME.tmp``, as older versions named it
+def writer_tag() -> str:
+    """``PID-RANDOM``: unique to one write, so that two writers of the same file never share a staged one."""
+    return f"{os.getpid()}-{secrets.token_hex(4)}"
+
+
+WRITER_TAG = r"\d+-[0-9a-f]{8}"  # what writer_tag gives, as a regular expression
+_TEMP_NAME = re.compile(rf"\.(?P<name>.+?)(?:\.{WRITER_TAG})?\.tmp")  # also ``.NAME.tmp``, as older versions named it
 
 
 def temp_target(temp_name: str) -> str | None:

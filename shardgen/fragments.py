@@ -18,12 +18,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from . import dali, faults, tar
-from .atomic import fsync, fsync_dir, replacing, temp_path
+from .atomic import WRITER_TAG, fsync, fsync_dir, replacing, temp_path, writer_tag
 
 PARTS_DIR = "parts"
 PARTIAL_SUFFIX = ".partial"
@@ -36,7 +37,23 @@ def fragment_path(state_dir: Path, shard_name: str, start: int) -> Path:
 
 
 def partial_path(path: Path) -> Path:
-    return Path(path).with_name(Path(path).name + PARTIAL_SUFFIX)
+    """A fresh name next to shard ``path`` where it is sealed (``NAME.PID-RANDOM.partial``).
+
+    Unique per call, as :func:`atomic.temp_path` is: a seal that Dask reruns while a first run,
+    on a worker declared dead that is not, is still writing never writes into the same file.
+    """
+    path = Path(path)
+    return path.with_name(f"{path.name}.{writer_tag()}{PARTIAL_SUFFIX}")
+
+
+_PARTIAL_NAME = re.compile(rf"(?P<name>.+?)(?:\.{WRITER_TAG})?{re.escape(PARTIAL_SUFFIX)}")  # also ``NAME.partial``
+
+
+def partial_target(partial_name: str) -> str | None:
+    """The name of the shard a partial file (as :func:`partial_path` names it, or older versions:
+    ``NAME.partial``) was sealing; None for any other name."""
+    match = _PARTIAL_NAME.fullmatch(partial_name)
+    return match["name"] if match else None
 
 
 def write_fragment(
@@ -69,13 +86,23 @@ def seal_shard(fragments: list[Path], path: Path, fault_index: int = -1, dali_in
     where each fragment starts in the shard: no read of the shard.
 
     Idempotent: Dask reruns a task whose worker died, possibly after that run had renamed the
-    shard and removed some fragments. A fragment is removed only once its shard is in place, so
-    then the shard is complete and is only hashed again.
+    shard and removed some fragments, or while it still runs (a worker declared dead that is not).
+    A fragment is removed only once its shard is in place, so a fragment found missing with the
+    shard there means the shard is complete: it is only hashed again. Each run seals into its own
+    partial file (see :func:`partial_path`); both write the same bytes, and the last rename wins.
     """
     path = Path(path)
-    if path.exists() and not all(Path(fragment).exists() for fragment in fragments):
-        with open(path, "rb") as f:
-            return stream_digests(f)
+    try:
+        if path.exists() and not all(Path(fragment).exists() for fragment in fragments):
+            return _digests(path)
+        return _join(fragments, path, fault_index, dali_index)
+    except FileNotFoundError:
+        if not path.exists():
+            raise
+        return _digests(path)  # the other run sealed it and removed fragments while this one read them
+
+
+def _join(fragments: list[Path], path: Path, fault_index: int, dali_index: bool) -> tuple[int, str]:
     starts = []
     with _sealing(path, fault_index) as shard:
         for fragment in fragments:
@@ -92,6 +119,11 @@ def seal_shard(fragments: list[Path], path: Path, fault_index: int = -1, dali_in
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(leftover)
     return shard.size, shard.sha256.hexdigest()
+
+
+def _digests(path: Path) -> tuple[int, str]:
+    with open(path, "rb") as f:
+        return stream_digests(f)
 
 
 def write_shard(

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import atomic, card, manifest
 from .errors import OptionsChangedError, OutputLockedError, UsageError
-from .fragments import PARTIAL_SUFFIX, PARTS_DIR
+from .fragments import PARTS_DIR, partial_target
 from .location import Location, is_storage_error, storage_error
 from .objectstore import SEALED_DIR, RecordJournal
 from .read import SPLITS, SourceFile
@@ -272,11 +272,8 @@ def owned_files(output: Location, state: Path) -> set[str]:
 
 def _is_leftover(name: str, owned: set[str]) -> bool:
     """A partial shard or temp file of a file shardgen writes: only an interrupted build leaves these."""
-    if name.endswith(PARTIAL_SUFFIX):
-        base = name[: -len(PARTIAL_SUFFIX)]
-    elif (staged := atomic.temp_target(name)) is not None:
-        base = staged
-    else:
+    base = partial_target(name) or atomic.temp_target(name)
+    if base is None:
         return False
     return base in owned or bool(_OUR_NAMES.fullmatch(base))
 

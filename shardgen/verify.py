@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .fragments import partial_target
 from .reading import NON_IMAGE, decode_image, group_by_key, load_manifest, render_channels
 
 # Enough to show what is wrong with a shard without flooding the terminal when all of it is.
@@ -264,7 +265,7 @@ def verify(dst: Path, procs: int | None = None) -> VerifyResult:
     _find_repeated_keys(dst, checks, result)
     known = {shard["file"] for _, shard in listed}
     for path in sorted(dst.iterdir()):
-        if path.name.endswith((".tar", ".tar.partial")) and path.name not in known:
+        if (partial_target(path.name) or path.name).endswith(".tar") and path.name not in known:
             result.add(path.name, "unknown shard: not in the manifest (left from another build?)")
     return result
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from . import faults
 from .errors import OutputError, WorkerError
-from .fragments import PARTS_DIR, fragment_path, partial_path, seal_shard
+from .fragments import PARTS_DIR, fragment_path, seal_shard
 from .objectstore import seal_and_upload
 from .output import shard_folder
 from .plan import Shard
@@ -134,7 +134,7 @@ class ShardWriter:
         except BrokenProcessPool:
             raise WorkerError(f"a worker process died while sealing {shard.name}") from None
         except OSError as error:
-            raise output_error(error, Path(error.filename or partial_path(path))) from None
+            raise output_error(error, Path(error.filename or path)) from None
         return ShardRecord(shard.name, shard.count, size, sha256)
 
     def _chunk_task(self, shard: Shard, start: int, stop: int, position: int) -> ChunkTask:

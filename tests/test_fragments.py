@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import tarfile
+from pathlib import Path
 
 import pytest
 
 from shardgen import dali, tar
-from shardgen.fragments import fragment_path, partial_path, seal_shard, write_fragment, write_shard
+from shardgen.fragments import fragment_path, partial_path, partial_target, seal_shard, write_fragment, write_shard
 
 SAMPLES = [("a", [(".png", b"x" * 700), (".cls", b"3")]), ("b", [(".png", bytes(range(256)) * 9000), (".cls", b"1")])]
 MEMBERS = [(key + ext, data) for key, members in SAMPLES for ext, data in members]
@@ -45,7 +46,7 @@ def test_seal_joins_fragments_in_order_and_returns_size_and_sha256(tmp_path):
     assert (size, sha256) == (len(data), hashlib.sha256(data).hexdigest())
     with tarfile.open(tmp_path / "s.tar") as archive:
         assert [(m.name, archive.extractfile(m).read()) for m in archive] == MEMBERS
-    assert not any(f.exists() for f in fragments) and not partial_path(tmp_path / "s.tar").exists()
+    assert not any(f.exists() for f in fragments) and not list(tmp_path.glob("*.partial"))
 
 
 def test_seal_rerun_after_the_shard_is_in_place_only_hashes_it(tmp_path):
@@ -58,6 +59,34 @@ def test_seal_rerun_after_the_shard_is_in_place_only_hashes_it(tmp_path):
     data = (tmp_path / "s.tar").read_bytes()
     assert seal_shard(fragments, tmp_path / "s.tar") == first
     assert (tmp_path / "s.tar").read_bytes() == data
+
+
+class _RemovedWhileRead(type(Path())):
+    """A fragment that is there when the seal looks, and gone when it opens it (another run removed it)."""
+
+    def exists(self, **kwargs) -> bool:
+        return True
+
+
+def test_seal_whose_fragment_another_run_removed_meanwhile_hashes_that_run_s_shard(tmp_path):
+    """Two runs of one seal (Dask, a worker declared dead that is not): one that finds a fragment gone after the
+    other sealed the shard returns that shard's digests and leaves no partial file."""
+    fragments = [fragment_path(tmp_path, "s.tar", start) for start in (0, 2)]
+    fragments[0].parent.mkdir()
+    write_fragment(fragments[0], iter(SAMPLES[:1]))
+    write_fragment(fragments[1], iter(SAMPLES[1:]))
+    first = seal_shard(fragments, tmp_path / "s.tar")
+    write_fragment(fragments[0], iter(SAMPLES[:1]))  # the second run had read this one before it went
+    assert seal_shard([fragments[0], _RemovedWhileRead(fragments[1])], tmp_path / "s.tar") == first
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_partial_names_are_unique_per_seal_and_name_their_shard(tmp_path):
+    """partial_path gives each seal its own NAME.PID-RANDOM.partial; partial_target reads the shard's name back,
+    also from an older version's NAME.partial."""
+    names = {partial_path(tmp_path / "s.tar").name for _ in range(3)}
+    assert len(names) == 3 and {partial_target(name) for name in names} == {"s.tar"}
+    assert partial_target("s.tar.partial") == "s.tar" and partial_target("s.tar") is None
 
 
 def test_seal_with_a_missing_fragment_leaves_no_shard_and_no_partial(tmp_path):
@@ -85,7 +114,7 @@ def test_a_shard_written_whole_is_the_sealed_shard_of_its_fragments(tmp_path):
     expected, data = sealed_from_fragments(tmp_path)
     assert write_shard(tmp_path / "s.tar", iter(SAMPLES)) == expected
     assert (tmp_path / "s.tar").read_bytes() == data
-    assert not partial_path(tmp_path / "s.tar").exists()
+    assert not list(tmp_path.glob("*.partial"))
 
 
 def test_a_shard_written_whole_gets_the_dali_index_of_the_sealed_one(tmp_path):

@@ -50,7 +50,7 @@ def test_sigkill_at_any_moment_then_rerun_gives_identical_shards(
     if point == "append":
         assert list((dst / ".shardgen" / "parts").iterdir()), "the kill should have caught chunk fragments"
     if point == "rename":
-        assert list(dst.glob("*.tar.partial")), "the kill should have caught a shard before its rename"
+        assert list(dst.glob("*.tar.*.partial")), "the kill should have caught a shard before its rename"
     if point == "journal":
         unjournaled = {p.name for p in dst.glob("*.tar")} - journaled(dst)
         assert unjournaled, "the kill should have caught a renamed shard not yet journaled"
@@ -80,12 +80,14 @@ def test_resume_reuses_complete_shards_and_rerenders_damaged_ones(sample_src, tm
 
 
 def test_resume_removes_the_temp_files_a_killed_build_left(sample_src, tmp_path):
-    """A rerun deletes temp files of shardgen's names as atomic.temp_path names them (.NAME.PID-RANDOM.tmp)
-    and as older versions did (.NAME.tmp); a user's own .notes.tmp stays."""
+    """A rerun deletes temp and partial files of shardgen's names as atomic.temp_path and fragments.partial_path
+    name them (.NAME.PID-RANDOM.tmp, NAME.PID-RANDOM.partial) and as older versions did (.NAME.tmp); a user's
+    own .notes.tmp stays."""
     options = BuildOptions(render=RenderOptions(size=32), shard_size=120, splits=("valid",))
     build(sample_src, tmp_path, options, procs=1)
     (tmp_path / "manifest.json").unlink()  # killed while writing it
-    for name in (".manifest.json.4242-0a1b2c3d.tmp", ".valid.wids.json.4242-0a1b2c3d.tmp", ".valid-000001.tar.tmp"):
+    temp_names = (".manifest.json.4242-0a1b2c3d.tmp", ".valid.wids.json.4242-0a1b2c3d.tmp", ".valid-000001.tar.tmp")
+    for name in (*temp_names, "valid-000000.tar.4242-0a1b2c3d.partial"):
         (tmp_path / name).write_bytes(b"half a file")
     (tmp_path / ".notes.tmp").write_text("mine")
     build(sample_src, tmp_path, options, procs=1)

@@ -118,10 +118,11 @@ def test_shard_with_a_different_sample_count_is_named(build_copy):
     assert_fails_naming(build_copy, "train-000002.tar", "holds 9 samples, the manifest says 10")
 
 
-def test_extra_unknown_shard_is_named(build_copy):
-    """A tar file in DST that the manifest does not list fails verify naming it."""
-    shutil.copy(build_copy / "train-000000.tar", build_copy / "train-000099.tar")
-    assert_fails_naming(build_copy, "train-000099.tar", "unknown shard")
+@pytest.mark.parametrize("name", ["train-000099.tar", "train-000001.tar.4242-0a1b2c3d.partial"])
+def test_extra_unknown_shard_is_named(build_copy, name):
+    """A tar file, or a shard's partial file, in DST that the manifest does not list fails verify naming it."""
+    shutil.copy(build_copy / "train-000000.tar", build_copy / name)
+    assert_fails_naming(build_copy, name, "unknown shard")
 
 
 def test_label_that_disagrees_with_the_classes_is_named(build_copy):
