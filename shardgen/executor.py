@@ -49,6 +49,11 @@ class StopOnSignals:
     a second are ignored. A later one (Ctrl-C pressed again) exits at once; completed shards are
     safe and a rerun removes what is left. Signal handlers can only be set from the main thread;
     elsewhere this does nothing.
+
+    Outside the task the handler only records the signal, and the build stops at the next
+    :meth:`check` or :meth:`run`. It never raises: an exception raised from a signal handler lands
+    wherever the main thread is, such as a multiprocessing finalizer or the pool's shutdown, which
+    then prints a traceback or is left half done.
     """
 
     def __init__(self) -> None:
@@ -77,17 +82,24 @@ class StopOnSignals:
         task = self._task
         if task is not None and not task.done() and self._loop is not None:
             self._loop.call_soon_threadsafe(task.cancel)
-            return
-        raise Interrupted(signum)
+
+    def check(self) -> None:
+        """Raise :class:`Interrupted` if a stop signal has arrived."""
+        if self.received is not None:
+            raise Interrupted(self.received)
 
     async def run(self, coroutine):
-        """Await ``coroutine`` as the cancellable main task of this build; ``None`` if a signal stopped it.
+        """Await ``coroutine`` as the cancellable main task of this build; ``None`` if a signal stopped
+        it, or had arrived before (then ``coroutine`` is not started).
 
         The caller raises :class:`Interrupted` once the loop is closed: a ``KeyboardInterrupt``
         raised inside a task escapes the event loop before its cleanup.
         """
         self._loop, self._task = asyncio.get_running_loop(), asyncio.current_task()
         try:
+            if self.received is not None:  # it came before there was a task to cancel
+                coroutine.close()
+                return None
             return await coroutine
         except asyncio.CancelledError:
             if self.received is not None:

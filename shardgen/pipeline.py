@@ -81,6 +81,7 @@ def build(
         prepare_output(output, state, sources, options, overwrite, reporter.warn)
         if isinstance(executor, DaskExecutor):
             _check_reach(executor, output, state)
+        signals.check()  # a stop during the checks above: no pool to start
         started = time.perf_counter()
         build_on = functools.partial(
             Build, output, state, options, reporter=reporter, inflight=2 * procs, chunk_size=chunk_size, tally=Tally()

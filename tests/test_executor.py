@@ -208,10 +208,26 @@ def test_a_signal_a_second_later_exits_at_once(fake):
     assert fake.codes == [128 + signal.SIGTERM]
 
 
-def test_a_signal_outside_a_running_build_raises_interrupted():
-    """Under StopOnSignals but with no build task running, a signal raises Interrupted."""
-    with StopOnSignals(), pytest.raises(Interrupted):
+def test_a_signal_outside_a_running_build_is_recorded_and_raised_by_check():
+    """Under StopOnSignals with no build task running, a signal raises nothing where it lands; check() raises it."""
+    with StopOnSignals() as signals:
         signal.raise_signal(signal.SIGTERM)
+        assert signals.received == signal.SIGTERM
+        with pytest.raises(Interrupted):
+            signals.check()
+
+
+def test_a_build_whose_stop_came_before_it_does_not_start():
+    """run() after a signal returns None without starting the build's coroutine."""
+    started = []
+
+    async def build():
+        started.append(True)
+
+    with StopOnSignals() as signals:
+        signal.raise_signal(signal.SIGINT)
+        assert asyncio.run(signals.run(build())) is None
+    assert started == []
 
 
 def test_stop_on_signals_restores_the_previous_handlers():
