@@ -43,6 +43,7 @@ OUTPUTS_FILE = "outputs.json"  # names of the files this build writes in DST, re
 OWNER_FILE = "owner.json"  # pid and command of the build holding the lock, to name it to a second one
 # Names only shardgen gives files: their partial and temp files are an interrupted build's leftovers.
 _SPLIT = "|".join(SPLITS)
+_CARD_TEMP = re.compile(rf"\.{re.escape(card.CARD)}\.{atomic.WRITER_TAG}\.tmp")  # the dataset card, being written
 _OUR_NAMES = re.compile(rf"(?:{_SPLIT})-\d{{6}}\.tar|(?:{_SPLIT})\.wids\.json|{re.escape(manifest.MANIFEST)}")
 
 
@@ -272,6 +273,8 @@ def owned_files(output: Location, state: Path) -> set[str]:
 
 def _is_leftover(name: str, owned: set[str]) -> bool:
     """A partial shard or temp file of a file shardgen writes: only an interrupted build leaves these."""
+    if _CARD_TEMP.fullmatch(name):  # a README.md of the user's is never rewritten, so never staged
+        return True
     base = partial_target(name) or atomic.temp_target(name)
     if base is None:
         return False

@@ -87,6 +87,7 @@ def test_resume_removes_the_temp_files_a_killed_build_left(sample_src, tmp_path)
     build(sample_src, tmp_path, options, procs=1)
     (tmp_path / "manifest.json").unlink()  # killed while writing it
     temp_names = (".manifest.json.4242-0a1b2c3d.tmp", ".valid.wids.json.4242-0a1b2c3d.tmp", ".valid-000001.tar.tmp")
+    temp_names += (".README.md.4242-0a1b2c3d.tmp",)  # the dataset card
     for name in (*temp_names, "valid-000000.tar.4242-0a1b2c3d.partial"):
         (tmp_path / name).write_bytes(b"half a file")
     (tmp_path / ".notes.tmp").write_text("mine")
