@@ -180,8 +180,10 @@ def _render_workers(build_pid: int) -> list[int]:
     return [worker for child in _children(build_pid) for worker in _children(child)]
 
 
-# Races show up once in hundreds of runs: SHARDGEN_SIGNAL_SEEDS=700 scripts/test -k sigterm_to_the_group runs more.
+# Races show up once in hundreds of runs: SHARDGEN_SIGNAL_SEEDS=700 scripts/test -k random_moment makes more of
+# the SIGTERM runs below, SHARDGEN_KILL_SEEDS of the worker kills.
 SIGNAL_SEEDS = int(os.environ.get("SHARDGEN_SIGNAL_SEEDS", "20"))
+KILL_SEEDS = int(os.environ.get("SHARDGEN_KILL_SEEDS", "10"))
 
 
 def _random_moment(seed: int, longest: float) -> float:
@@ -199,7 +201,7 @@ def _stderr_unless_hung(process: subprocess.Popen, timeout: float) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", range(10))
+@pytest.mark.parametrize("seed", range(KILL_SEEDS))
 def test_worker_killed_at_a_random_moment_never_hangs_and_rerun_is_identical(
     sample_src, reference_build, tmp_path, seed
 ):
