@@ -3,11 +3,10 @@
 A chunk task streams its tar members into a fragment file (``DST/.shardgen/parts/NAME.START``),
 written under a temp name and renamed, so a rerun of the same task replaces it whole and a killed
 worker leaves only a temp file (removed with the parts folder when the build ends). When every
-chunk of a shard is in, one seal task joins the fragments in plan order into ``NAME.partial``
-while hashing, appends the end-of-archive, fsyncs, renames it to ``NAME`` and removes the
-fragments. A shard that one task renders whole skips the
-fragment: ``write_shard`` packs, hashes and seals it in one pass. Results are a few numbers, never
-bytes.
+chunk of a shard is in, one seal task joins the fragments in plan order into a partial file
+(``NAME.PID-RANDOM.partial``) while hashing, appends the end-of-archive, fsyncs, renames it to
+``NAME`` and removes the fragments. A shard that one task renders whole skips the fragment:
+``write_shard`` packs, hashes and seals it in one pass. Results are a few numbers, never bytes.
 
 Plain functions over paths, so the destination can later be something other than a local folder
 (object storage has no rename: there the seal uploads under the final key only when complete).
@@ -171,7 +170,7 @@ class _ShardBytes:
 @contextlib.contextmanager
 def _sealing(path: Path, fault_index: int, buffering: int = -1) -> Iterator[_ShardBytes]:
     """Write shard ``path``'s bytes in the ``with`` block; then end the archive, fsync, and rename
-    ``NAME.partial`` to ``NAME``. A block that fails leaves neither file."""
+    its partial file (see :func:`partial_path`) to ``NAME``. A block that fails leaves neither file."""
     partial = partial_path(path)
     with replacing(path, partial, buffering) as out:
         shard = _ShardBytes(out, partial, fault_index)
