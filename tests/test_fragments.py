@@ -15,6 +15,21 @@ SAMPLES = [("a", [(".png", b"x" * 700), (".cls", b"3")]), ("b", [(".png", bytes(
 MEMBERS = [(key + ext, data) for key, members in SAMPLES for ext, data in members]
 
 
+def two_fragments(folder: Path, list_members: bool = False) -> list[Path]:
+    """SAMPLES written as the two chunk fragments of shard ``s.tar`` in state folder ``folder``."""
+    fragments = [fragment_path(folder, "s.tar", start) for start in (0, 1)]
+    fragments[0].parent.mkdir(parents=True)
+    write_fragment(fragments[0], iter(SAMPLES[:1]), list_members=list_members)
+    write_fragment(fragments[1], iter(SAMPLES[1:]), list_members=list_members)
+    return fragments
+
+
+def failing_after_one_sample():
+    """A member stream whose render fails after its first sample."""
+    yield SAMPLES[0]
+    raise RuntimeError("render failed")
+
+
 def test_fragment_holds_the_members_as_tar_members_and_its_size_is_returned(tmp_path):
     """write_fragment's file is exactly tar.member of each KEY.EXT, in order, and no temp file stays."""
     path = tmp_path / "x.tar.0"
@@ -26,21 +41,14 @@ def test_fragment_holds_the_members_as_tar_members_and_its_size_is_returned(tmp_
 def test_a_failed_fragment_leaves_nothing_under_either_name(tmp_path):
     """A member stream that fails half-way leaves neither the fragment nor its temp file."""
 
-    def failing():
-        yield SAMPLES[0]
-        raise RuntimeError("render failed")
-
     with pytest.raises(RuntimeError):
-        write_fragment(tmp_path / "x.tar.0", failing())
+        write_fragment(tmp_path / "x.tar.0", failing_after_one_sample())
     assert list(tmp_path.iterdir()) == []
 
 
 def test_seal_joins_fragments_in_order_and_returns_size_and_sha256(tmp_path):
     """The sealed shard is a valid tar of every member in fragment order; digests are of its bytes; fragments go."""
-    fragments = [fragment_path(tmp_path, "s.tar", start) for start in (0, 2)]
-    fragments[0].parent.mkdir()
-    write_fragment(fragments[0], iter(SAMPLES[:1]))
-    write_fragment(fragments[1], iter(SAMPLES[1:]))
+    fragments = two_fragments(tmp_path)
     size, sha256 = seal_shard(fragments, tmp_path / "s.tar")
     data = (tmp_path / "s.tar").read_bytes()
     assert (size, sha256) == (len(data), hashlib.sha256(data).hexdigest())
@@ -51,10 +59,7 @@ def test_seal_joins_fragments_in_order_and_returns_size_and_sha256(tmp_path):
 
 def test_seal_rerun_after_the_shard_is_in_place_only_hashes_it(tmp_path):
     """A seal rerun (Dask, after its worker died) that finds the shard sealed returns the same digests."""
-    fragments = [fragment_path(tmp_path, "s.tar", start) for start in (0, 2)]
-    fragments[0].parent.mkdir()
-    write_fragment(fragments[0], iter(SAMPLES[:1]))
-    write_fragment(fragments[1], iter(SAMPLES[1:]))
+    fragments = two_fragments(tmp_path)
     first = seal_shard(fragments, tmp_path / "s.tar")
     data = (tmp_path / "s.tar").read_bytes()
     assert seal_shard(fragments, tmp_path / "s.tar") == first
@@ -71,10 +76,7 @@ class _RemovedWhileRead(type(Path())):
 def test_seal_whose_fragment_another_run_removed_meanwhile_hashes_that_run_s_shard(tmp_path):
     """Two runs of one seal (Dask, a worker declared dead that is not): one that finds a fragment gone after the
     other sealed the shard returns that shard's digests and leaves no partial file."""
-    fragments = [fragment_path(tmp_path, "s.tar", start) for start in (0, 2)]
-    fragments[0].parent.mkdir()
-    write_fragment(fragments[0], iter(SAMPLES[:1]))
-    write_fragment(fragments[1], iter(SAMPLES[1:]))
+    fragments = two_fragments(tmp_path)
     first = seal_shard(fragments, tmp_path / "s.tar")
     write_fragment(fragments[0], iter(SAMPLES[:1]))  # the second run had read this one before it went
     assert seal_shard([fragments[0], _RemovedWhileRead(fragments[1])], tmp_path / "s.tar") == first
@@ -101,10 +103,7 @@ def test_seal_with_a_missing_fragment_leaves_no_shard_and_no_partial(tmp_path):
 def sealed_from_fragments(tmp_path, dali_index: bool = False) -> tuple[tuple[int, str], bytes]:
     """SAMPLES written as two fragments and sealed into ``tmp_path/chunked/s.tar``: digests and bytes."""
     folder = tmp_path / "chunked"
-    fragments = [fragment_path(folder, "s.tar", start) for start in (0, 1)]
-    fragments[0].parent.mkdir(parents=True)
-    write_fragment(fragments[0], iter(SAMPLES[:1]), list_members=dali_index)
-    write_fragment(fragments[1], iter(SAMPLES[1:]), list_members=dali_index)
+    fragments = two_fragments(folder, list_members=dali_index)
     digests = seal_shard(fragments, folder / "s.tar", dali_index=dali_index)
     return digests, (folder / "s.tar").read_bytes()
 
@@ -128,10 +127,6 @@ def test_a_shard_written_whole_gets_the_dali_index_of_the_sealed_one(tmp_path):
 def test_a_failed_whole_shard_leaves_nothing_under_either_name(tmp_path):
     """A render that fails half-way through write_shard leaves neither the shard nor its .partial."""
 
-    def failing():
-        yield SAMPLES[0]
-        raise RuntimeError("render failed")
-
     with pytest.raises(RuntimeError):
-        write_shard(tmp_path / "s.tar", failing())
+        write_shard(tmp_path / "s.tar", failing_after_one_sample())
     assert list(tmp_path.iterdir()) == []
