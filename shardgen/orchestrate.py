@@ -28,7 +28,15 @@ from . import atomic, dali, manifest
 from .errors import InputError, UsageError, WorkerError
 from .executor import submit_task
 from .formats import is_drawing_file
-from .formats.ingest import check_timed, drawing_task, filtered_counts, ingest_drawings
+from .formats.ingest import (
+    DrawingIngestTask,
+    check_timed,
+    drawing_task,
+    filtered_counts,
+    ingest_drawings,
+    load_drawing_record,
+)
+from .formats.ranges import RangeTask, byte_ranges, ingest_range, join_ranges, splits_by_range
 from .fragments import PARTS_DIR
 from .layout import Layout
 from .location import Location, is_storage_error, storage_error
@@ -105,7 +113,13 @@ class Build:
         check what the kept ones hold, and lay their classes out for the build."""
         self.reporter.stage("ingest", len(sources))
         fingerprints = fingerprint(sources)
-        outcomes = await _gather_or_cancel([self._ingest_one(i, s, fingerprints[i]) for i, s in enumerate(sources)])
+        total = sum(identity.get("size", 0) for identity in fingerprints) or 1
+        outcomes = await _gather_or_cancel(
+            [
+                self._ingest_one(i, s, fingerprints[i], fingerprints[i].get("size", 0) / total)
+                for i, s in enumerate(sources)
+            ]
+        )
         kept = [(source, outcome) for source, outcome in zip(sources, outcomes) if isinstance(outcome, ClassRecord)]
         for _, record in kept:
             skipped_sketches(self.reporter, record)
@@ -119,8 +133,9 @@ class Build:
         )
         return Inputs(kept, [outcome for outcome in outcomes if isinstance(outcome, dict)], layout)
 
-    async def _ingest_one(self, position: int, source: SourceFile, identity: dict) -> ClassRecord | dict:
-        """The store record of one source; with on_error "skip", an unreadable one's ``skipped_files`` entry."""
+    async def _ingest_one(self, position: int, source: SourceFile, identity: dict, share: float) -> ClassRecord | dict:
+        """The store record of one source, which holds ``share`` of the input's bytes; with on_error
+        "skip", an unreadable one's ``skipped_files`` entry."""
         options = self.options
         splits = tuple(options.splits or SPLITS)
         task = IngestTask(
@@ -132,11 +147,8 @@ class Build:
             on_error=options.on_error,
             fingerprint=json.dumps([identity, splits, options.limit, options.on_error]),
         )
-        read: Callable[[Any], ClassRecord] = ingest  # takes the task chosen with it
-        if is_drawing_file(source.path):
-            task, read = drawing_task(task, options.drawings, options.seed), ingest_drawings
         try:
-            return await self.submit(read, task)
+            return await self._read(task, identity, share)
         except InputError as error:
             if options.on_error != "skip":
                 raise
@@ -149,6 +161,34 @@ class Build:
             raise output_error(error, Path(error.filename or self.state / "store")) from None
         finally:
             self.reporter.advance(1)
+
+    async def _read(self, task: IngestTask, identity: dict, share: float) -> ClassRecord:
+        """Have the workers pack one source into the store: a large QuickDraw ndjson file by byte
+        ranges, on as many workers as its ``share`` of the input's bytes earns it."""
+        if not is_drawing_file(task.source.path):
+            return await self.submit(ingest, task)
+        drawings = drawing_task(task, self.options.drawings, self.options.seed)
+        ranges = byte_ranges(identity["size"], share, self.inflight // 2) if splits_by_range(drawings) else []
+        if len(ranges) < 2:
+            return await self.submit(ingest_drawings, drawings)
+        return await self._ingest_ranges(drawings, ranges)
+
+    async def _ingest_ranges(self, task: DrawingIngestTask, ranges: list[tuple[int, int]]) -> ClassRecord:
+        """Ingest one large file a byte range per task, then join the ranges (see ``formats.ranges``)."""
+        existing = load_drawing_record(task)  # the tasks would find it too, each
+        if existing is not None:
+            return existing
+        futures = [self.submit(ingest_range, RangeTask(task, part, *bounds)) for part, bounds in enumerate(ranges)]
+        try:
+            # In file order, so that a failure is the one a single pass would have met first.
+            parts = [await future for future in futures]
+        except BaseException:
+            for future in futures:
+                if future.done() and not future.cancelled():
+                    future.exception()  # seen: no "exception never retrieved" warning
+                future.cancel()
+            raise
+        return await self.submit(join_ranges, task, parts)
 
     def plan(self, layout: Layout) -> dict[str, SplitPlan]:
         """Plan every split, and record the layout, the plans and the names of what DST will hold."""

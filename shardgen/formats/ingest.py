@@ -6,7 +6,7 @@ import contextlib
 import dataclasses
 import json
 import zlib
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +15,7 @@ from ..errors import InputError, UsageError
 from ..options import BuildOptions, DrawingOptions
 from ..read import SourceFile
 from ..store import ClassRecord, IngestTask, record_path
-from . import is_drawing_file, reader_for
+from . import is_drawing_file, ndjson, reader_for
 from .drawing import Drawing, Skip
 from .packing import SplitPacker
 from .select import assign_split, rejection
@@ -66,7 +66,7 @@ def _first_drawing_timed(path: Path) -> bool:
     """Whether a file's first drawing is raw (has times): all a check before ingest can afford."""
     if not is_drawing_file(path):
         return False
-    with contextlib.closing(_read(path)) as records:
+    with contextlib.closing(read_records(path)) as records:
         first = next((item for item in records if isinstance(item, Drawing)), None)
     return first is not None and first.times is not None
 
@@ -105,7 +105,7 @@ def ingest_drawings(task: DrawingIngestTask) -> DrawingRecord:
     if existing is not None:
         return existing
     record = DrawingRecord(task.source.category, task.source.name, task.fingerprint)
-    packers = {split: SplitPacker(task.store_dir, split, task.class_index) for split in _splits(task)}
+    packers = {split: SplitPacker(task.store_dir, split, task.class_index) for split in wanted_splits(task)}
     try:
         pack_drawings(task, record, packers)
         timed = [packer.close() for packer in packers.values()]
@@ -137,7 +137,7 @@ def plan_drawings(
     )
     task = drawing_task(base, options.drawings, options.seed)
     record = DrawingRecord(source.category, source.name, "")
-    counters = {split: _Counter(split, sample) for split in _splits(task)}
+    counters = {split: _Counter(split, sample) for split in wanted_splits(task)}
     pack_drawings(task, record, counters)
     record.counts = {split: counter.count for split, counter in counters.items()}
     return record, [item for counter in counters.values() for item in counter.kept]
@@ -156,7 +156,8 @@ class _Counter:
             self.kept.append((self.split, drawing.index, drawing.rows, drawing.meta))
 
 
-def _splits(task: DrawingIngestTask) -> list[str]:
+def wanted_splits(task: DrawingIngestTask) -> list[str]:
+    """The splits a QuickDraw file's drawings go to, of those the build makes."""
     return [split for split in task.drawings.splits if split in task.splits]
 
 
@@ -166,22 +167,47 @@ def pack_drawings(task: DrawingIngestTask, record: DrawingRecord, packers: dict)
     Raises ``InputError`` for a file that holds no valid drawing at all.
     """
     with task.source.folder.local_copy(task.source.name) as path:  # a URL is streamed to a temp file
-        _pack(task, path, record, packers)
+        scan = pack_records(task, read_records(path), path, record, packers)
+        if not scan.found:
+            raise InputError("holds no valid drawing" + first_reason(record), path)
 
 
-def _pack(task: DrawingIngestTask, path: Path, record: DrawingRecord, packers: dict) -> None:
+@dataclass
+class Scan:
+    """How a file's records (or a byte range's) went: valid drawings found, kept or filtered out,
+    and how many malformed records came before the first of them."""
+
+    found: int = 0
+    leading: int = 0
+
+
+def pack_records(
+    task: DrawingIngestTask,
+    items: Iterable[Drawing | Skip],
+    path: Path,
+    record: DrawingRecord,
+    packers: dict,
+    at_file_start: bool = True,
+) -> Scan:
+    """Pack ``items`` (``path``'s records, or some of them) into ``packers`` by split; note skips
+    and filters in ``record``. ``at_file_start``: the items are the file's first, so a file whose
+    first ``FIRST_RECORDS`` records are all malformed is refused."""
     options, limit = task.drawings, task.limit
     record.filtered = {"not_recognized": 0, "country": 0} if options.filters else {}
-    found = 0
-    for item in _read(path):
+    scan = Scan()
+    for item in items:
         if isinstance(item, Skip):
             if task.on_error == "fail":
                 raise InputError(f"{item.where} {item.at}: {item.reason}", path)
             record.skipped.append({"source": task.source.name, item.where: item.at, "reason": item.reason})
-            if not found and len(record.skipped) == FIRST_RECORDS:
-                raise InputError(f"the first {FIRST_RECORDS} records are all malformed" + _first_reason(record), path)
+            if not scan.found:
+                scan.leading += 1
+                if at_file_start and scan.leading == FIRST_RECORDS:
+                    raise InputError(
+                        f"the first {FIRST_RECORDS} records are all malformed" + first_reason(record), path
+                    )
             continue
-        found += 1
+        scan.found += 1
         reason = rejection(item.meta, options)
         if reason is not None:
             record.filtered[reason] += 1
@@ -192,13 +218,13 @@ def _pack(task: DrawingIngestTask, path: Path, record: DrawingRecord, packers: d
                 break  # every split is full: the rest of the file cannot add a drawing
             continue
         packer.add(item)
-    if not found:
-        raise InputError("holds no valid drawing" + _first_reason(record), path)
+    return scan
 
 
-def _read(path: Path) -> Generator[Drawing | Skip, None, None]:
-    """The file's records; a failure to read it (corrupt or cut-short gzip, I/O) is an ``InputError``."""
-    records = reader_for(path)(path)
+def read_records(path: Path, lines: ndjson.LineRange | None = None) -> Generator[Drawing | Skip, None, None]:
+    """The file's records (with ``lines``, those of a plain ndjson file's byte range); a failure to
+    read it (corrupt or cut-short gzip, I/O) is an ``InputError``."""
+    records = reader_for(path)(path) if lines is None else ndjson.read(path, lines)
     while True:
         try:
             item = next(records)
@@ -209,7 +235,7 @@ def _read(path: Path) -> Generator[Drawing | Skip, None, None]:
         yield item
 
 
-def _first_reason(record: DrawingRecord) -> str:
+def first_reason(record: DrawingRecord) -> str:
     if not record.skipped:
         return ""
     first = record.skipped[0]

@@ -75,3 +75,42 @@ def test_blank_lines_are_neither_drawings_nor_skips(tmp_path):
     """An empty line (say, a trailing one) is not reported; positions still count it."""
     path = write_lines(tmp_path / "cat.ndjson", [json.dumps(GOOD), "", json.dumps(GOOD)])
     assert [item.index for item in ndjson.read(path)] == [0, 2]
+
+
+def range_lines(path: Path, cuts: list[int]) -> list[tuple[int, str]]:
+    """(line number in the file, what it was) of every item read range by range, the ranges cut at ``cuts``."""
+    bounds = [0, *cuts, None]
+    items, base = [], 0
+    for start, stop in zip(bounds, bounds[1:]):
+        lines = ndjson.LineRange(start, stop)
+        items += [(base + item.index, type(item).__name__) for item in ndjson.read(path, lines)]
+        if lines.count:  # where its first line begins, the file has `base` lines before it
+            assert ndjson.lines_before(path, lines.first) == base
+        base += lines.count
+    return items
+
+
+@pytest.mark.parametrize("ending", ["\n", ""], ids=["newline-at-end", "no-newline-at-end"])
+def test_adjacent_byte_ranges_read_every_line_once_wherever_they_are_cut(tmp_path, ending):
+    """Cut anywhere, even inside a line or at a line's first byte, ranges read each line exactly once."""
+    lines = [json.dumps(GOOD), "", "not json", json.dumps({**GOOD, "key_id": "7"}), "", json.dumps(GOOD)]
+    path = tmp_path / "cat.ndjson"
+    path.write_text("\n".join(lines) + ending)
+    whole = [(item.index, type(item).__name__) for item in ndjson.read(path)]
+    size = path.stat().st_size
+    for first in range(1, size):
+        assert range_lines(path, [first]) == whole
+        assert range_lines(path, [first, min(size, first + 7)]) == whole
+
+
+def test_a_range_that_starts_inside_an_overlong_line_skips_it_in_bounded_reads(tmp_path, monkeypatch):
+    """A line over MAX_LINE that spans a cut is one skipped line, listed by the range it starts in."""
+    monkeypatch.setattr(ndjson, "MAX_LINE", 64)
+    path = tmp_path / "cat.ndjson"
+    path.write_text(
+        json.dumps(GOOD)[:20] + "\n" + "x" * 300 + "\n" + json.dumps({**GOOD, "drawing": [[[1], [2]]]})[:60] + "\n"
+    )
+    whole = [(item.index, type(item).__name__) for item in ndjson.read(path)]
+    assert whole == [(0, "Skip"), (1, "Skip"), (2, "Skip")]
+    for first in (21, 22, 100, 321, 322):
+        assert range_lines(path, [first]) == whole
