@@ -17,6 +17,9 @@ same render settings (``RenderOptions(size=...)``: PNG, antialiased, line width 
             per-image cost and size of each encoder in one process, and how many distinct
             encodings of the same sketches fresh processes give (one: same pixels, same bytes)
 
+``--ingest-ranges MB`` instead times the ingest stage of a build of one large generated ndjson file
+read in one pass against the same build reading it in byte ranges on every worker (``formats.ranges``).
+
 Each is run as a child process and watched by a sampler thread that reads /proc every 50 ms:
 CPU seconds (utime + stime) of the child and of every descendant (last value seen before it
 exits) and the peak of the summed RSS of the whole tree (summed RSS counts shared pages once per
@@ -38,6 +41,7 @@ import statistics
 import subprocess
 import sys
 import tarfile
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -730,17 +734,18 @@ def bench_large_images(args, work: Path) -> None:
 # Streaming QuickDraw input: peak memory while ingesting a large generated ndjson file
 
 
-def bench_formats_memory(gigabytes: float, work: Path) -> None:
-    """Ingest ``gigabytes`` of generated simplified ndjson in a child; report its peak RSS (target < 300 MB)."""
+def quickdraw_file(work: Path, gigabytes: float) -> Path:
+    """A simplified ndjson file of about ``gigabytes``, of generated drawings (written once, reused)."""
     from shardgen.sample import write_samples
 
     work.mkdir(parents=True, exist_ok=True)
     path = work / "circle.ndjson"
     target = int(gigabytes * 1e9)
     if not path.exists() or path.stat().st_size < target:
-        seeds = work / "seeds"
-        write_samples(seeds, categories=10, per_split=100, format="ndjson")
-        lines = [json.loads(line) for f in sorted(seeds.glob("*.ndjson")) for line in f.read_text().splitlines()]
+        with tempfile.TemporaryDirectory() as seeds:
+            write_samples(seeds, categories=10, per_split=100, format="ndjson")
+            files = sorted(Path(seeds).glob("*.ndjson"))
+            lines = [json.loads(line) for f in files for line in f.read_text().splitlines()]
         written, number = 0, 0
         with open(path.with_suffix(".tmp"), "w") as out:
             while written < target:
@@ -749,6 +754,12 @@ def bench_formats_memory(gigabytes: float, work: Path) -> None:
                 out.write(line)
                 written, number = written + len(line), number + 1
         path.with_suffix(".tmp").replace(path)
+    return path
+
+
+def bench_formats_memory(gigabytes: float, work: Path) -> None:
+    """Ingest ``gigabytes`` of generated simplified ndjson in a child; report its peak RSS (target < 300 MB)."""
+    path = quickdraw_file(work, gigabytes)
     print(f"\nformats memory: ingest of {path.stat().st_size / 1e9:.2f} GB of simplified ndjson, one process")
     result = subprocess.run(
         [sys.executable, __file__, "_formats_ingest", str(path), str(work / "store")],
@@ -794,6 +805,55 @@ def child_formats_ingest(path: str, store: str) -> None:
     )
 
 
+def bench_ingest_ranges(megabytes: float, args, work: Path) -> None:
+    """A build of one large ndjson file: its ingest stage read in one pass, then in byte ranges."""
+    path = quickdraw_file(work / "ingest-ranges" / f"src-{megabytes:g}MB", megabytes / 1000)
+    py, me = sys.executable, str(Path(__file__).resolve())
+    size = path.stat().st_size / 1e6
+    print(f"\ningest in byte ranges: one {size:.0f} MB simplified ndjson file, --procs {args.procs}, 32 px")
+    stages: dict[str, list[dict]] = {"one pass": [], "ranges": []}
+    for _rep in range(args.reps):
+        for mode in stages:  # interleaved, so that other load hits both alike
+            dst = work / "ingest-ranges" / "out"
+            shutil.rmtree(dst, ignore_errors=True)
+            cmd = [py, me, "_ingest_stage", str(path.parent), str(dst), str(args.procs), mode]
+            stages[mode].append(json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout))
+    drawings = stages["ranges"][0]["images"]
+    for mode, runs in stages.items():
+        times = [r["ingest"] for r in runs]
+        ingest, total = median(times), median([r["total"] for r in runs])
+        print(
+            f"  {mode:9s} ingest {ingest:6.2f} s ({min(times):.2f}-{max(times):.2f}),"
+            f" {drawings / ingest:9,.0f} drawings/s; whole build {total:6.2f} s"
+        )
+    ratio = median([r["ingest"] for r in stages["one pass"]]) / median([r["ingest"] for r in stages["ranges"]])
+    print(f"  ingest speed-up in ranges: x{ratio:.2f} (ideal x{args.procs}: the join and the store writes are extra)")
+
+
+def child_ingest_stage(src: str, dst: str, procs: int, mode: str) -> None:
+    """One ``shardgen.build`` at 32 px; print how long its ingest stage and the whole build took."""
+    from shardgen import build
+    from shardgen.formats import ranges
+    from shardgen.options import BuildOptions, RenderOptions
+    from shardgen.progress import Reporter
+
+    class Stages(Reporter):
+        def __init__(self) -> None:
+            self.began: dict[str, float] = {}
+
+        def stage(self, name: str, total: int) -> None:
+            self.began[name] = time.perf_counter()
+
+    if mode == "one pass":
+        ranges.MIN_RANGE_BYTES = 1 << 62  # every file in one range
+    reporter = Stages()
+    began = time.perf_counter()
+    result = build(src, dst, BuildOptions(render=RenderOptions(size=32)), procs=procs, reporter=reporter)
+    total = time.perf_counter() - began
+    ingest = reporter.began["render"] - reporter.began["ingest"]
+    print(json.dumps({"images": result.images, "ingest": ingest, "total": total}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("inputs", nargs="*", type=Path, help="extra folders of .npz files to bench on")
@@ -835,11 +895,24 @@ def main() -> None:
         help="only measure peak memory while ingesting GB (default 1) of generated QuickDraw ndjson",
     )
     parser.add_argument(
+        "--ingest-ranges",
+        type=float,
+        nargs="?",
+        const=200.0,
+        metavar="MB",
+        help="only time the ingest of one MB (default 200) ndjson file in one pass and in byte ranges",
+    )
+    parser.add_argument(
         "--scheduler", help="Dask scheduler ADDRESS: bench builds through that cluster against --procs local processes"
     )
     args = parser.parse_args()
     if args.formats_memory:
         bench_formats_memory(args.formats_memory, Path(args.out) / "formats")
+        return
+    if args.ingest_ranges:
+        print(f"machine: {machine()}; at start: {load()}")
+        bench_ingest_ranges(args.ingest_ranges, args, Path(args.out))
+        print(f"\nat end: {load()}")
         return
 
     work = Path(args.out) / "work"
@@ -892,6 +965,8 @@ if __name__ == "__main__":
         child_encode_digest(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     elif len(sys.argv) > 1 and sys.argv[1] == "_formats_ingest":
         child_formats_ingest(sys.argv[2], sys.argv[3])
+    elif len(sys.argv) > 1 and sys.argv[1] == "_ingest_stage":
+        child_ingest_stage(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])
     elif len(sys.argv) > 1 and sys.argv[1] == "_baseline":
         child_baseline(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]))
     else:
