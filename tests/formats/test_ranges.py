@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from shardgen import orchestrate
-from shardgen.errors import InputError
+from shardgen.errors import InputError, OutputError
 from shardgen.formats import ranges
 from shardgen.formats.ingest import DrawingIngestTask, ingest_drawings
 from shardgen.formats.ranges import RangeTask, byte_ranges, ingest_range, join_ranges, splits_by_range
@@ -201,3 +201,24 @@ def test_a_build_that_stops_at_a_bad_line_names_the_first_in_the_file(tmp_path, 
     with ThreadPoolExecutor(2) as threads, pytest.raises(InputError) as error:
         build(tmp_path / "src", tmp_path / "out", options, procs=2, executor=threads)
     assert f"cat.ndjson: line {second - 1}: not valid JSON" in str(error.value)
+
+
+def test_a_build_that_died_before_joining_the_ranges_reruns_to_the_same_shards(tmp_path, monkeypatch):
+    """Ranges packed, join not done (the worker died): the rerun reads the file again and writes
+    what an uninterrupted build writes."""
+    mixed_file(tmp_path)
+    options = BuildOptions(render=RenderOptions(size=24), shard_size=50, drawings=RATIO)
+    build(tmp_path / "src", tmp_path / "one", options, procs=1)
+    monkeypatch.setattr(ranges, "MIN_RANGE_BYTES", 1024)
+
+    def died(task, parts):
+        raise OSError("worker died")
+
+    monkeypatch.setattr(orchestrate, "join_ranges", died)
+    with ThreadPoolExecutor(2) as threads, pytest.raises(OutputError):
+        build(tmp_path / "src", tmp_path / "ranges", options, procs=2, executor=threads)
+    assert list((tmp_path / "ranges" / ".shardgen" / "store" / ranges.PARTS_DIR).rglob("*.npy"))  # the parts stayed
+    monkeypatch.setattr(orchestrate, "join_ranges", join_ranges)
+    with ThreadPoolExecutor(2) as threads:
+        build(tmp_path / "src", tmp_path / "ranges", options, procs=2, executor=threads)
+    assert published_files(tmp_path / "ranges") == published_files(tmp_path / "one")
