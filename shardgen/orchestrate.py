@@ -175,7 +175,7 @@ class Build:
 
     async def _ingest_ranges(self, task: DrawingIngestTask, ranges: list[tuple[int, int]]) -> ClassRecord:
         """Ingest one large file a byte range per task, then join the ranges (see ``formats.ranges``)."""
-        existing = load_drawing_record(task)  # the tasks would find it too, each
+        existing = load_drawing_record(task)  # ingested before with these options: nothing to read
         if existing is not None:
             return existing
         futures = [self.submit(ingest_range, RangeTask(task, part, *bounds)) for part, bounds in enumerate(ranges)]

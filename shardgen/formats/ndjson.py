@@ -39,7 +39,7 @@ def read(path: Path, lines: LineRange | None = None) -> Iterator[Drawing | Skip]
     With ``lines``, only the lines of that byte range (a plain file only), numbered from its first.
     """
     lines = lines or LineRange()
-    raw = open_regular_file(path)
+    raw = open_regular_file(path)  # never blocks on a FIFO named like an input
     with gzip.GzipFile(fileobj=raw) if path.name.endswith(".gz") else raw as stream, raw:
         position = lines.first = _skip_to_line(stream, lines.start)
         for index, (line, size) in enumerate(_lines(stream)):
