@@ -173,7 +173,7 @@ class Build:
             return await self.submit(ingest_drawings, drawings)
         return await self._ingest_ranges(drawings, ranges)
 
-    async def _ingest_ranges(self, task: DrawingIngestTask, ranges: list[tuple[int, int]]) -> ClassRecord:
+    async def _ingest_ranges(self, task: DrawingIngestTask, ranges: list[tuple[int, int | None]]) -> ClassRecord:
         """Ingest one large file a byte range per task, then join the ranges (see ``formats.ranges``)."""
         existing = load_drawing_record(task)  # ingested before with these options: nothing to read
         if existing is not None:

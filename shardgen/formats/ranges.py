@@ -47,12 +47,17 @@ MIN_RANGE_BYTES = 16 << 20  # ~40,000 simplified drawings, ~1.5 s of one worker'
 PARTS_DIR = "parts"  # in the store folder: one folder per class, one per range in it
 
 
-def byte_ranges(size: int, share: float, workers: int) -> list[tuple[int, int]]:
+def byte_ranges(size: int, share: float, workers: int) -> list[tuple[int, int | None]]:
     """The byte ranges a file of ``size`` bytes is read in: about ``share`` (its part of all the
-    input's bytes) of ``workers``, each at least ``MIN_RANGE_BYTES``; one range for small files."""
+    input's bytes) of ``workers``, each at least ``MIN_RANGE_BYTES``; one range for small files.
+
+    The last range runs to the end of the file (``None``), wherever that is when it is read, as a
+    single pass reads it: a file that grows during the build loses no line to a stale size.
+    """
     count = max(1, min(math.ceil(share * workers), size // MIN_RANGE_BYTES))
-    bounds = [size * part // count for part in range(count + 1)]
-    return list(zip(bounds, bounds[1:]))
+    starts = [size * part // count for part in range(count)]
+    stops: list[int | None] = [*starts[1:], None]
+    return list(zip(starts, stops))
 
 
 def splits_by_range(task: DrawingIngestTask) -> bool:
@@ -63,12 +68,13 @@ def splits_by_range(task: DrawingIngestTask) -> bool:
 
 @dataclass(frozen=True)
 class RangeTask:
-    """Ingest the lines of ``task``'s file that begin in bytes ``[start, stop)``, the ``part``-th range."""
+    """Ingest the lines of ``task``'s file that begin in bytes ``[start, stop)`` (``None``: to its
+    end), the ``part``-th range."""
 
     task: DrawingIngestTask
     part: int
     start: int
-    stop: int
+    stop: int | None
 
 
 @dataclass
