@@ -14,6 +14,7 @@ in a fresh pool and handles signals and cleanup.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -46,7 +47,7 @@ from .output import JOURNAL_FILE, STATE_DIR, fingerprint, record_outputs
 from .plan import Shard, SplitPlan, plan_path, plan_split
 from .progress import BuildResult, Reporter, skipped_file, skipped_sketches
 from .read import SPLITS, SourceFile
-from .store import ClassRecord, IngestTask, ingest
+from .store import RANGES_DIR, ClassRecord, IngestTask, ingest
 from .write import Journal, ShardRecord, file_digest, output_error
 from .writer import ShardWriter
 
@@ -120,6 +121,8 @@ class Build:
                 for i, s in enumerate(sources)
             ]
         )
+        with contextlib.suppress(OSError):  # every range is joined (or a skipped file's still runs)
+            os.rmdir(self.state / "store" / RANGES_DIR)
         kept = [(source, outcome) for source, outcome in zip(sources, outcomes) if isinstance(outcome, ClassRecord)]
         for _, record in kept:
             skipped_sketches(self.reporter, record)

@@ -31,6 +31,7 @@ from .location import Location, is_storage_error, storage_error
 from .objectstore import SEALED_DIR, RecordJournal
 from .read import SPLITS, SourceFile
 from .render import dot_radius, opencv_thickness
+from .store import RANGES_DIR
 from .write import Journal, ShardRecord, output_error
 
 if TYPE_CHECKING:
@@ -300,6 +301,7 @@ def remove_leftovers(output: Location, state: Path) -> None:
     Only names shardgen itself writes are touched; a resumed build rewrites what they stood for.
     """
     shutil.rmtree(state / PARTS_DIR, ignore_errors=True)
+    shutil.rmtree(state / "store" / RANGES_DIR, ignore_errors=True)  # ranges not yet joined: read again
     shards = shard_folder(output, state)
     if not output.is_local:
         shutil.rmtree(shards, ignore_errors=True)

@@ -29,6 +29,7 @@ from .orchestrate import Build, Tally
 from .output import STATE_DIR, locked, owned_files, prepare_output, remove_partials, shard_folder
 from .progress import BuildResult, Reporter
 from .read import SourceFile, discover
+from .store import RANGES_DIR
 
 SHARED = "every worker needs it at the same path, on a shared filesystem"
 
@@ -161,12 +162,13 @@ def _attempt(job: Build, sources: list[SourceFile], signals: StopOnSignals, own_
 
 
 def _discard_partials(output: Location, state: Path) -> None:
-    """Delete the partial shards and fragment files a failed run left."""
+    """Delete the partial shards, fragment files and byte ranges not yet joined that a failed run left."""
     # Cancelled file operations finish in threads after their coroutine gave up; the loop has
     # joined those threads now, so no partial shard can reappear.
     with contextlib.suppress(OSError):
         remove_partials(shard_folder(output, state), owned_files(output, state))
     shutil.rmtree(state / PARTS_DIR, ignore_errors=True)
+    shutil.rmtree(state / "store" / RANGES_DIR, ignore_errors=True)
 
 
 def _run_to_completion(coroutine):

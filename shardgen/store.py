@@ -26,6 +26,8 @@ from .read import ADAPTERS, MAX_COORDINATE, SourceFile, split_sketches, stroke_d
 
 # The arrays the store holds for each class and split (see the module docstring).
 ARRAYS = ("strokes", "offsets", "index")
+# In the store folder: the byte ranges of large files, packed apart until joined (``formats.ranges``).
+RANGES_DIR = "ranges"
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ A QuickDraw ndjson file is one drawing a line, and a drawing's split hangs on it
 on its position (see ``select``): any byte range's lines can be parsed, filtered and split on
 their own. Parsing costs ~40 us a drawing, a fifth of rendering it, so one worker reading a 1 GB
 file while the others wait would hold a large build up. :func:`ingest_range` packs one range's
-lines into a part folder of their own, as a whole-file ingest packs a file; :func:`join_ranges`
+lines into a folder of their own (``store/ranges/``), as a whole-file ingest packs a file; :func:`join_ranges`
 then joins the parts in file order into the class's usual store arrays and writes its record.
 The store, and so every shard, is the same as a one-pass ingest of the file gives.
 
@@ -29,7 +29,7 @@ from .. import atomic, faults
 from ..errors import InputError
 from ..npz import read_npy_header
 from ..read import input_suffix
-from ..store import array_path, record_path
+from ..store import RANGES_DIR, array_path, record_path
 from .drawing import Drawing, Skip
 from .ingest import (
     FIRST_RECORDS,
@@ -44,7 +44,6 @@ from .ndjson import LineRange, lines_before
 from .packing import COPY_ROWS, NpyAppender, SplitPacker
 
 MIN_RANGE_BYTES = 16 << 20  # ~40,000 simplified drawings, ~1.5 s of one worker's parsing
-PARTS_DIR = "parts"  # in the store folder: one folder per class, one per range in it
 
 
 def byte_ranges(size: int, share: float, workers: int) -> list[tuple[int, int | None]]:
@@ -100,7 +99,8 @@ class RangeRecord:
 
 
 def part_folder(task: DrawingIngestTask, part: int) -> Path:
-    return Path(task.store_dir) / PARTS_DIR / f"{task.class_index:05d}" / f"{part:04d}"
+    """Where range ``part`` of ``task``'s file is packed: ``store/ranges/CLASS/PART/``."""
+    return Path(task.store_dir) / RANGES_DIR / f"{task.class_index:05d}" / f"{part:04d}"
 
 
 def ingest_range(job: RangeTask) -> RangeRecord:

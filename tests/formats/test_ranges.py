@@ -18,6 +18,7 @@ from shardgen.options import BuildOptions, DrawingOptions, RenderOptions
 from shardgen.pipeline import build
 from shardgen.read import SourceFile
 from shardgen.sample import write_samples
+from shardgen.store import RANGES_DIR
 from tests.helpers import published_files
 
 RATIO = DrawingOptions(split_ratio=(0.8, 0.1, 0.1))
@@ -96,7 +97,7 @@ def test_raw_drawings_keep_their_times_when_ingested_in_ranges(tmp_path):
 def test_the_join_removes_the_part_folders(tmp_path):
     """Once the class is joined, its ranges' part folders are gone."""
     ingest_in(mixed_file(tmp_path), tmp_path / "store", 3)
-    assert not any((tmp_path / "store" / ranges.PARTS_DIR).iterdir())
+    assert not any((tmp_path / "store" / RANGES_DIR).iterdir())
 
 
 def test_a_part_folder_an_interrupted_run_left_is_not_joined(tmp_path):
@@ -203,13 +204,15 @@ def test_a_build_that_stops_at_a_bad_line_names_the_first_in_the_file(tmp_path, 
     assert f"cat.ndjson: line {second - 1}: not valid JSON" in str(error.value)
 
 
-def test_a_build_that_died_before_joining_the_ranges_reruns_to_the_same_shards(tmp_path, monkeypatch):
-    """Ranges packed, join not done (the worker died): the rerun reads the file again and writes
-    what an uninterrupted build writes."""
+def test_a_build_that_died_before_joining_leaves_no_range_and_reruns_to_the_same_shards(tmp_path, monkeypatch):
+    """Ranges packed, join not done (the worker died): the failed build removes the ranges, and the
+    rerun reads the file again and writes what an uninterrupted build writes."""
     mixed_file(tmp_path)
     options = BuildOptions(render=RenderOptions(size=24), shard_size=50, drawings=RATIO)
     build(tmp_path / "src", tmp_path / "one", options, procs=1)
     monkeypatch.setattr(ranges, "MIN_RANGE_BYTES", 1024)
+    read = []
+    monkeypatch.setattr(orchestrate, "ingest_range", lambda job: read.append(job.part) or ingest_range(job))
 
     def died(task, parts):
         raise OSError("worker died")
@@ -217,8 +220,22 @@ def test_a_build_that_died_before_joining_the_ranges_reruns_to_the_same_shards(t
     monkeypatch.setattr(orchestrate, "join_ranges", died)
     with ThreadPoolExecutor(2) as threads, pytest.raises(OutputError):
         build(tmp_path / "src", tmp_path / "ranges", options, procs=2, executor=threads)
-    assert list((tmp_path / "ranges" / ".shardgen" / "store" / ranges.PARTS_DIR).rglob("*.npy"))  # the parts stayed
+    assert sorted(read) == [0, 1]  # both ranges were packed
+    assert not (tmp_path / "ranges" / ".shardgen" / "store" / RANGES_DIR).exists()
     monkeypatch.setattr(orchestrate, "join_ranges", join_ranges)
     with ThreadPoolExecutor(2) as threads:
         build(tmp_path / "src", tmp_path / "ranges", options, procs=2, executor=threads)
     assert published_files(tmp_path / "ranges") == published_files(tmp_path / "one")
+    assert not (tmp_path / "ranges" / ".shardgen" / "store" / RANGES_DIR).exists()
+
+
+def test_a_rerun_removes_the_ranges_a_killed_build_left(tmp_path):
+    """A build killed outright cleans nothing up: the next run of it removes its ranges first."""
+    mixed_file(tmp_path)
+    options = BuildOptions(render=RenderOptions(size=24), drawings=RATIO)
+    build(tmp_path / "src", tmp_path / "out", options, procs=1)
+    left = tmp_path / "out" / ".shardgen" / "store" / RANGES_DIR / "00000" / "0001" / "train"
+    left.mkdir(parents=True)
+    (left / ".00000.strokes.f8.npy.123-abc.tmp").write_bytes(b"half written")
+    build(tmp_path / "src", tmp_path / "out", options, procs=1)
+    assert not left.parents[2].exists()
