@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,7 +20,7 @@ from shardgen.pipeline import build
 from shardgen.read import SourceFile
 from shardgen.sample import write_samples
 from shardgen.store import RANGES_DIR
-from tests.helpers import published_files
+from tests.helpers import kill_build_at, published_files, run_cli
 
 RATIO = DrawingOptions(split_ratio=(0.8, 0.1, 0.1))
 
@@ -239,3 +240,31 @@ def test_a_rerun_removes_the_ranges_a_killed_build_left(tmp_path):
     (left / ".00000.strokes.f8.npy.123-abc.tmp").write_bytes(b"half written")
     build(tmp_path / "src", tmp_path / "out", options, procs=1)
     assert not left.parents[2].exists()
+
+
+@pytest.fixture(scope="module")
+def large_ndjson(tmp_path_factory) -> Path:
+    """A folder with one simplified ndjson file just over two MIN_RANGE_BYTES: two ranges at --procs 2."""
+    folder = tmp_path_factory.mktemp("large")
+    lines = quickdraw_lines(tmp_path_factory.mktemp("gen"), formats=("ndjson",))
+    records = [json.loads(line) for line in lines]
+    with open(folder / "cat.ndjson", "w") as out:
+        written, number = 0, 0
+        while written <= 2 * ranges.MIN_RANGE_BYTES:
+            line = json.dumps({**records[number % len(records)], "key_id": str(10**15 + number)}) + "\n"
+            written, number = written + out.write(line), number + 1
+    return folder
+
+
+@pytest.mark.slow
+def test_a_build_killed_while_joining_its_ranges_reruns_to_the_one_pass_shards(large_ndjson, tmp_path):
+    """SIGKILL to the whole build while a worker joins the ranges: the rerun removes what they left,
+    reads the file again, and writes the shards a one-pass build writes."""
+    args = ("--procs", "2", "--size", "8", "--shard-size", "20000", "--no-progress")
+    kill_build_at(large_ndjson, tmp_path / "out", "ingest", 0, tmp_path / "reached", args=args)
+    assert any((tmp_path / "out" / ".shardgen" / "store" / RANGES_DIR).rglob("*.npy"))  # the kill left ranges
+    assert run_cli("build", large_ndjson, tmp_path / "out", *args).returncode == 0
+    assert not (tmp_path / "out" / ".shardgen" / "store" / RANGES_DIR).exists()
+    options = BuildOptions(render=RenderOptions(size=8), shard_size=20000)
+    build(large_ndjson, tmp_path / "one", options, procs=1)
+    assert published_files(tmp_path / "out") == published_files(tmp_path / "one")
