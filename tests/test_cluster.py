@@ -154,3 +154,29 @@ def test_scheduler_lost_midway_is_a_worker_error(sample_src, tmp_path):
     assert build.returncode == WorkerError.exit_code, stderr
     # (distributed logs its own reconnect attempts above our line)
     assert stderr.strip().splitlines()[-1].startswith("shardgen: error: the Dask cluster dropped a task"), stderr
+
+
+@pytest.mark.slow
+def test_cluster_reads_a_large_ndjson_file_in_ranges_to_the_one_pass_bytes(dask_cluster, tmp_path, monkeypatch):
+    """On two Dask workers a large ndjson file is read in two byte ranges, joined on a worker, and
+    builds what one pass builds."""
+    from shardgen import orchestrate
+    from shardgen.formats import ranges
+    from shardgen.options import BuildOptions, RenderOptions
+    from shardgen.pipeline import build
+    from shardgen.sample import write_samples
+
+    write_samples(tmp_path / "gen", categories=2, per_split=20, format="ndjson")
+    (tmp_path / "src").mkdir()
+    lines = [p.read_text() for p in sorted((tmp_path / "gen").glob("*.ndjson"))]
+    (tmp_path / "src" / "cat.ndjson").write_text("".join(lines))
+    options = BuildOptions(render=RenderOptions(size=16))
+    build(tmp_path / "src", tmp_path / "one", options, procs=1)
+    monkeypatch.setattr(ranges, "MIN_RANGE_BYTES", 1024)
+    planned = []
+    monkeypatch.setattr(
+        orchestrate, "byte_ranges", lambda *args, real=ranges.byte_ranges: planned.append(real(*args)) or planned[-1]
+    )
+    build(tmp_path / "src", tmp_path / "dask", options, scheduler=dask_cluster.address)
+    assert [len(r) for r in planned] == [2]
+    assert published_files(tmp_path / "dask") == published_files(tmp_path / "one")
