@@ -37,7 +37,7 @@ from .formats.ingest import (
     ingest_drawings,
     load_drawing_record,
 )
-from .formats.ranges import RangeTask, byte_ranges, ingest_range, join_ranges, splits_by_range
+from .formats.ranges import RangeTask, byte_ranges, class_folder, ingest_range, join_ranges, splits_by_range
 from .fragments import PARTS_DIR
 from .layout import Layout
 from .location import Location, is_storage_error, storage_error
@@ -185,11 +185,18 @@ class Build:
         try:
             # In file order, so that a failure is the one a single pass would have met first.
             parts = [await future for future in futures]
-        except BaseException:
-            for future in futures:
-                if future.done() and not future.cancelled():
-                    future.exception()  # seen: no "exception never retrieved" warning
-                future.cancel()
+        except BaseException as error:
+            try:
+                if isinstance(error, InputError) and self.options.on_error == "skip":
+                    # The build goes on without this file: let its other ranges end (they hold
+                    # their workers either way), then drop what they packed.
+                    await asyncio.gather(*futures, return_exceptions=True)
+                    shutil.rmtree(class_folder(task), ignore_errors=True)
+            finally:
+                for future in futures:
+                    if future.done() and not future.cancelled():
+                        future.exception()  # seen: no "exception never retrieved" warning
+                    future.cancel()
             raise
         return await self.submit(join_ranges, task, parts)
 

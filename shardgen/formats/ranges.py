@@ -98,9 +98,14 @@ class RangeRecord:
     leading: int = 0  # malformed records before its first valid one (all of them if it has none)
 
 
+def class_folder(task: DrawingIngestTask) -> Path:
+    """Where the ranges of ``task``'s file are packed: ``store/ranges/CLASS/``."""
+    return Path(task.store_dir) / RANGES_DIR / f"{task.class_index:05d}"
+
+
 def part_folder(task: DrawingIngestTask, part: int) -> Path:
-    """Where range ``part`` of ``task``'s file is packed: ``store/ranges/CLASS/PART/``."""
-    return Path(task.store_dir) / RANGES_DIR / f"{task.class_index:05d}" / f"{part:04d}"
+    """Where range ``part`` of ``task``'s file is packed."""
+    return class_folder(task) / f"{part:04d}"
 
 
 def ingest_range(job: RangeTask) -> RangeRecord:
@@ -158,7 +163,7 @@ def join_ranges(task: DrawingIngestTask, parts: Sequence[RangeRecord]) -> Drawin
     if faults.ACTIVE:
         faults.point("ingest")
     atomic.write_json(record_path(task.store_dir, task.class_index), record.__dict__)
-    shutil.rmtree(part_folder(task, 0).parent, ignore_errors=True)
+    shutil.rmtree(class_folder(task), ignore_errors=True)
     return record
 
 

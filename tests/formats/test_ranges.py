@@ -268,3 +268,20 @@ def test_a_build_killed_while_joining_its_ranges_reruns_to_the_one_pass_shards(l
     options = BuildOptions(render=RenderOptions(size=8), shard_size=20000)
     build(large_ndjson, tmp_path / "one", options, procs=1)
     assert published_files(tmp_path / "out") == published_files(tmp_path / "one")
+
+
+def test_a_file_skipped_after_its_ranges_started_leaves_no_range_behind(tmp_path, monkeypatch):
+    """--on-error skip: the first range refuses the file while the second still runs; the build
+    goes on without it, and what the second range packed is removed."""
+    lines = quickdraw_lines(tmp_path / "gen", formats=("ndjson",))
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "bad.ndjson").write_text("not json\n" * 1200 + "\n".join(lines) + "\n")
+    (tmp_path / "src" / "good.ndjson").write_text("\n".join(lines[:10]) + "\n")
+    monkeypatch.setattr(ranges, "MIN_RANGE_BYTES", 1024)
+    slow_second = lambda job: time.sleep(0.5 if job.part > 0 else 0) or ingest_range(job)  # noqa: E731
+    monkeypatch.setattr(orchestrate, "ingest_range", slow_second)
+    options = BuildOptions(render=RenderOptions(size=16), on_error="skip")
+    with ThreadPoolExecutor(4) as threads:
+        result = build(tmp_path / "src", tmp_path / "out", options, procs=4, executor=threads)
+    assert [entry["source"] for entry in result.manifest["skipped_files"]] == ["bad.ndjson"]
+    assert not (tmp_path / "out" / ".shardgen" / "store" / RANGES_DIR).exists()
