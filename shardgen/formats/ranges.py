@@ -141,7 +141,17 @@ def _numbered_in_file(items: Iterable[Drawing | Skip], path: Path, lines: LineRa
 
 
 def join_ranges(task: DrawingIngestTask, parts: Sequence[RangeRecord]) -> DrawingRecord:
-    """Join the ranges' parts, in file order, into the class's store arrays; write its record last."""
+    """Join the ranges' parts, in file order, into the class's store arrays; write its record last.
+
+    The parts are removed whatever happens: joined, or refused (a rerun reads the file again).
+    """
+    try:
+        return _join(task, parts)
+    finally:
+        shutil.rmtree(class_folder(task), ignore_errors=True)
+
+
+def _join(task: DrawingIngestTask, parts: Sequence[RangeRecord]) -> DrawingRecord:
     path = Path(task.source.path)
     bases = [0, *np.cumsum([part.lines for part in parts]).tolist()]
     record = DrawingRecord(task.source.category, task.source.name, task.fingerprint)
@@ -163,7 +173,6 @@ def join_ranges(task: DrawingIngestTask, parts: Sequence[RangeRecord]) -> Drawin
     if faults.ACTIVE:
         faults.point("ingest")
     atomic.write_json(record_path(task.store_dir, task.class_index), record.__dict__)
-    shutil.rmtree(class_folder(task), ignore_errors=True)
     return record
 
 

@@ -137,7 +137,8 @@ def test_a_file_whose_first_records_are_all_malformed_across_ranges_is_refused_a
 
 
 def test_a_file_without_a_valid_drawing_in_any_range_is_refused_as_in_one_pass(tmp_path):
-    """No range holds a drawing: the file holds none, with the same message as one pass."""
+    """No range holds a drawing: the file holds none, with the same message as one pass; the
+    refused ranges are removed."""
     path = mixed_file(tmp_path, ["[1]", "{}"] * 20)
     with pytest.raises(InputError) as one_pass:
         ingest_drawings(ingest_task(path, tmp_path / "one"))
@@ -145,6 +146,7 @@ def test_a_file_without_a_valid_drawing_in_any_range_is_refused_as_in_one_pass(t
         ingest_in(path, tmp_path / "many", 4)
     assert "holds no valid drawing" in str(one_pass.value)
     assert str(in_ranges.value) == str(one_pass.value)
+    assert not any((tmp_path / "many" / RANGES_DIR).iterdir())
 
 
 def test_byte_ranges_cover_the_file_in_about_its_share_of_the_workers(monkeypatch):
