@@ -2,15 +2,15 @@
 
 A QuickDraw ndjson file is one drawing a line, and a drawing's split hangs on its ``key_id``, not
 on its position (see ``select``): any byte range's lines can be parsed, filtered and split on
-their own. Parsing costs ~40 us a drawing, a fifth of rendering it, so one worker reading a 1 GB
+their own. Parsing costs ~45 us a drawing, a fifth of rendering it, so one worker reading a 1 GB
 file while the others wait would hold a large build up. :func:`ingest_range` packs one range's
-lines into a folder of their own (``store/ranges/``), as a whole-file ingest packs a file; :func:`join_ranges`
-then joins the parts in file order into the class's usual store arrays and writes its record.
-The store, and so every shard, is the same as a one-pass ingest of the file gives.
+lines into a folder of their own (``store/ranges/CLASS/PART/``), as a whole-file ingest packs a
+file; :func:`join_ranges` then joins the parts in file order into the class's usual store arrays
+and writes its record. The store, and so every shard, is the same as a one-pass ingest gives.
 
-Not split: gzip files (a stream cannot be entered half-way), the other formats, remote files
-(each task would download the file) and builds with ``--limit`` (which reads a file's first
-drawings only).
+Not split: gzip files (a stream cannot be entered half-way), ``.bin`` (records of varying length,
+no line ends), CSV (a quoted field may span lines), remote files (each task would download the
+file) and builds with ``--limit`` (which reads a file's first drawings only).
 """
 
 from __future__ import annotations
