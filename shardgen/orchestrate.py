@@ -121,7 +121,7 @@ class Build:
                 for i, s in enumerate(sources)
             ]
         )
-        with contextlib.suppress(OSError):  # every range is joined (or a skipped file's still runs)
+        with contextlib.suppress(OSError):  # every file read in ranges is joined or dropped by now
             os.rmdir(self.state / "store" / RANGES_DIR)
         kept = [(source, outcome) for source, outcome in zip(sources, outcomes) if isinstance(outcome, ClassRecord)]
         for _, record in kept:
