@@ -169,6 +169,14 @@ def start_fork_server() -> None:
         multiprocessing.forkserver.ensure_running()
 
 
+def drop(future: asyncio.Future) -> None:
+    """Give up on a task's future nobody will wait for; a failure it already holds counts as seen
+    (no "exception never retrieved" warning). The task itself runs on (see :func:`submit_task`)."""
+    if future.done() and not future.cancelled():
+        future.exception()
+    future.cancel()
+
+
 def submit_task(loop: asyncio.AbstractEventLoop, executor: Executor, fn, *args) -> asyncio.Future:
     """Like ``loop.run_in_executor``, but cancelling the returned future leaves the task alone.
 

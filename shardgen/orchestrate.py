@@ -27,7 +27,7 @@ from typing import Any
 
 from . import atomic, dali, manifest
 from .errors import InputError, UsageError, WorkerError
-from .executor import submit_task
+from .executor import drop, submit_task
 from .formats import is_drawing_file
 from .formats.ingest import (
     DrawingIngestTask,
@@ -194,9 +194,7 @@ class Build:
                     shutil.rmtree(class_folder(task), ignore_errors=True)
             finally:
                 for future in futures:
-                    if future.done() and not future.cancelled():
-                        future.exception()  # seen: no "exception never retrieved" warning
-                    future.cancel()
+                    drop(future)
             raise
         return await self.submit(join_ranges, task, parts)
 

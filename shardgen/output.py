@@ -300,8 +300,7 @@ def remove_leftovers(output: Location, state: Path) -> None:
 
     Only names shardgen itself writes are touched; a resumed build rewrites what they stood for.
     """
-    shutil.rmtree(state / PARTS_DIR, ignore_errors=True)
-    shutil.rmtree(state / "store" / RANGES_DIR, ignore_errors=True)  # ranges not yet joined: read again
+    remove_unfinished(state)
     shards = shard_folder(output, state)
     if not output.is_local:
         shutil.rmtree(shards, ignore_errors=True)
@@ -310,6 +309,13 @@ def remove_leftovers(output: Location, state: Path) -> None:
     for folder in (state, state / "store", *(state / "store" / split for split in SPLITS)):
         for path in folder.glob(".*.tmp"):
             path.unlink(missing_ok=True)
+
+
+def remove_unfinished(state: Path) -> None:
+    """Delete the work a run had not finished: chunk fragments, and byte ranges not yet joined
+    (their file is read again). Call it when no task of the run can still be writing them."""
+    shutil.rmtree(state / PARTS_DIR, ignore_errors=True)
+    shutil.rmtree(state / "store" / RANGES_DIR, ignore_errors=True)
 
 
 def _read_json(folder: Location, name: str) -> Any:

@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import functools
 import os
-import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -20,16 +19,22 @@ from .cluster import DaskExecutor, connect
 from .errors import Interrupted, UsageError, WorkerError
 from .executor import StopOnSignals, new_pool, start_fork_server, stop_pool
 from .formats.ingest import check_sources
-from .fragments import PARTS_DIR
 from .location import Location, is_url
 from .mainguard import check_main_guard
 from .objectstore import default_work_dir
 from .options import BuildOptions, RunOptions
 from .orchestrate import Build, Tally
-from .output import STATE_DIR, locked, owned_files, prepare_output, remove_partials, shard_folder
+from .output import (
+    STATE_DIR,
+    locked,
+    owned_files,
+    prepare_output,
+    remove_partials,
+    remove_unfinished,
+    shard_folder,
+)
 from .progress import BuildResult, Reporter
 from .read import SourceFile, discover
-from .store import RANGES_DIR
 
 SHARED = "every worker needs it at the same path, on a shared filesystem"
 
@@ -167,8 +172,7 @@ def _discard_partials(output: Location, state: Path) -> None:
     # joined those threads now, so no partial shard can reappear.
     with contextlib.suppress(OSError):
         remove_partials(shard_folder(output, state), owned_files(output, state))
-    shutil.rmtree(state / PARTS_DIR, ignore_errors=True)
-    shutil.rmtree(state / "store" / RANGES_DIR, ignore_errors=True)
+    remove_unfinished(state)
 
 
 def _run_to_completion(coroutine):

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from . import faults
 from .errors import OutputError, WorkerError
+from .executor import drop
 from .fragments import PARTS_DIR, fragment_path, seal_shard
 from .objectstore import seal_and_upload
 from .output import shard_folder
@@ -85,7 +86,7 @@ class ShardWriter:
                 try:
                     await self.queue.put((shard, position, start, stop, future))  # waits while `inflight` are out
                 except BaseException:
-                    _drop(future)  # stopped before queueing it: nobody else will look at it
+                    drop(future)  # stopped before queueing it: nobody else will look at it
                     raise
         await self.queue.put(None)
 
@@ -168,14 +169,7 @@ class ShardWriter:
         while not self.queue.empty():
             item = self.queue.get_nowait()
             if item is not None:
-                _drop(item[-1])
-
-
-def _drop(future: asyncio.Future) -> None:
-    """Give up on a chunk nobody will wait for; a failure it already holds counts as seen."""
-    if future.done() and not future.cancelled():
-        future.exception()
-    future.cancel()
+                drop(item[-1])
 
 
 async def _chunk_done(shard: Shard, start: int, stop: int, future: asyncio.Future):

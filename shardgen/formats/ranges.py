@@ -194,20 +194,21 @@ def _join_split(task: DrawingIngestTask, split: str, folders: list[Path], line_b
     files = lambda name: [array_path(folder, split, task.class_index, name) for folder in folders]  # noqa: E731
     target = lambda name: array_path(task.store_dir, split, task.class_index, name)  # noqa: E731
     os.makedirs(Path(task.store_dir) / split, exist_ok=True)
-    strokes = files("strokes")
-    narrow = all(_dtype(path) == np.int16 for path in strokes)  # else one is float64: widen the rest exactly
+    strokes, meta = files("strokes"), files("meta")
+    stroke_headers = [_header(path) for path in strokes]
+    narrow = all(dtype == np.int16 for _, dtype in stroke_headers)  # else one is float64: widen the rest exactly
     _concatenate(NpyAppender(target("strokes"), np.int16 if narrow else np.float64, 3), strokes)
-    _concatenate(NpyAppender(target("offsets"), np.int64), files("offsets"), _ends(_lengths(strokes)), first=True)
+    row_starts = _starts([shape[0] for shape, _ in stroke_headers])
+    _concatenate(NpyAppender(target("offsets"), np.int64), files("offsets"), row_starts, first=True)
     _concatenate(NpyAppender(target("index"), np.int64), files("index"), line_bases)
-    _concatenate(NpyAppender(target("meta"), np.uint8), files("meta"))
-    _concatenate(
-        NpyAppender(target("meta_offsets"), np.int64), files("meta_offsets"), _ends(_lengths(files("meta"))), first=True
-    )
+    _concatenate(NpyAppender(target("meta"), np.uint8), meta)
+    meta_starts = _starts([_header(path)[0][0] for path in meta])
+    _concatenate(NpyAppender(target("meta_offsets"), np.int64), files("meta_offsets"), meta_starts, first=True)
     if timed:
         _concatenate(NpyAppender(target("times"), np.float64), [p for p in files("times") if p.exists()])
 
 
-def _ends(lengths: list[int]) -> list[int]:
+def _starts(lengths: list[int]) -> list[int]:
     """Where each part's rows start in the joined array."""
     return [0, *np.cumsum(lengths).tolist()]
 
@@ -236,15 +237,8 @@ def _blocks(path: Path) -> Iterator[np.ndarray]:
             yield np.frombuffer(block, dtype).reshape(-1, *shape[1:])
 
 
-def _dtype(path: Path) -> np.dtype:
+def _header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """The shape and dtype a ``.npy`` file's header gives."""
     with open(path, "rb") as stream:
-        return read_npy_header(stream)[2]
-
-
-def _lengths(paths: list[Path]) -> list[int]:
-    """How many rows each ``.npy`` of ``paths`` holds."""
-    lengths = []
-    for path in paths:
-        with open(path, "rb") as stream:
-            lengths.append(read_npy_header(stream)[0][0])
-    return lengths
+        shape, _, dtype = read_npy_header(stream)
+    return tuple(shape), dtype

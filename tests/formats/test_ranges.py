@@ -171,14 +171,21 @@ def test_only_plain_local_ndjson_files_without_a_limit_are_read_in_ranges(tmp_pa
     assert not splits_by_range(remote)
 
 
-def test_a_build_reads_a_large_file_in_ranges_and_writes_the_shards_one_pass_writes(tmp_path, monkeypatch):
-    """With two workers a large file is read in two ranges; shards and manifest are those of one pass."""
+def built_in_one_pass_then_ranged(tmp_path: Path, monkeypatch) -> tuple[BuildOptions, list[int]]:
+    """The mixed file built in one pass into ``one``; from then on, files are read in 1 KB ranges,
+    and the list returned records each range read."""
     mixed_file(tmp_path)
     options = BuildOptions(render=RenderOptions(size=24), shard_size=50, drawings=RATIO)
     build(tmp_path / "src", tmp_path / "one", options, procs=1)
     monkeypatch.setattr(ranges, "MIN_RANGE_BYTES", 1024)
-    read = []
+    read: list[int] = []
     monkeypatch.setattr(orchestrate, "ingest_range", lambda job: read.append(job.part) or ingest_range(job))
+    return options, read
+
+
+def test_a_build_reads_a_large_file_in_ranges_and_writes_the_shards_one_pass_writes(tmp_path, monkeypatch):
+    """With two workers a large file is read in two ranges; shards and manifest are those of one pass."""
+    options, read = built_in_one_pass_then_ranged(tmp_path, monkeypatch)
     with ThreadPoolExecutor(2) as threads:
         build(tmp_path / "src", tmp_path / "ranges", options, procs=2, executor=threads)
     assert sorted(read) == [0, 1]
@@ -210,12 +217,7 @@ def test_a_build_that_stops_at_a_bad_line_names_the_first_in_the_file(tmp_path, 
 def test_a_build_that_died_before_joining_leaves_no_range_and_reruns_to_the_same_shards(tmp_path, monkeypatch):
     """Ranges packed, join not done (the worker died): the failed build removes the ranges, and the
     rerun reads the file again and writes what an uninterrupted build writes."""
-    mixed_file(tmp_path)
-    options = BuildOptions(render=RenderOptions(size=24), shard_size=50, drawings=RATIO)
-    build(tmp_path / "src", tmp_path / "one", options, procs=1)
-    monkeypatch.setattr(ranges, "MIN_RANGE_BYTES", 1024)
-    read = []
-    monkeypatch.setattr(orchestrate, "ingest_range", lambda job: read.append(job.part) or ingest_range(job))
+    options, read = built_in_one_pass_then_ranged(tmp_path, monkeypatch)
 
     def died(task, parts):
         raise OSError("worker died")
