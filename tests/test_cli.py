@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -16,7 +17,7 @@ import typer.main
 from typer.testing import CliRunner
 
 from shardgen import singlethread
-from shardgen.cli import app, starts_a_local_build
+from shardgen.cli import app, main, starts_a_local_build
 from shardgen.npz import object_array
 from shardgen.report import ProgressReporter
 from shardgen.sample import write_samples
@@ -452,6 +453,21 @@ def test_sample_into_a_read_only_folder_is_a_one_line_error(tmp_path):
 def test_only_a_local_build_starts_the_fork_server_before_parsing(args, expected):
     """main starts the worker fork server early for a build on local workers, and for nothing else."""
     assert starts_a_local_build(args) is expected
+
+
+@pytest.mark.parametrize(("args", "status"), [(["--version"], 0), (["info", "/nonexistent/shards"], 2)])
+def test_main_exits_with_the_command_status_and_the_collector_frozen(monkeypatch, args, status):
+    """main ends with the command's exit status, and freezes the garbage collector first, also
+    when the command fails: the interpreter's last collection at exit then skips every object."""
+    monkeypatch.setattr(sys, "argv", ["shardgen", *args])
+    gc.unfreeze()
+    try:
+        with pytest.raises(SystemExit) as exited:
+            main()
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+    assert exited.value.code == status
 
 
 def test_the_command_line_process_keeps_native_libraries_to_one_thread():
