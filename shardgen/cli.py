@@ -237,7 +237,7 @@ def info(
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: runs one command, after which the process ends."""
     if starts_a_local_build(sys.argv[1:]):
         from .executor import start_fork_server
 
