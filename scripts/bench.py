@@ -320,8 +320,8 @@ def shard_stats(dst: Path) -> dict:
 
 
 def compile_bytecode() -> bool:
-    """Write shardgen's bytecode (``__pycache__``) as pip does when it installs a package; whether
-    Python would not have written it itself.
+    """Write shardgen's bytecode (``__pycache__``) as pip does when it installs a package; return
+    whether PYTHONDONTWRITEBYTECODE is set (Python then never writes it itself).
 
     With PYTHONDONTWRITEBYTECODE set (it is on some machines, this one included), every process
     of every run would compile shardgen's modules from source again: ~0.07 s in the build process

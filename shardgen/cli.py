@@ -249,8 +249,9 @@ def main() -> None:
     finally:
         # The process ends here, and Python's last garbage collection would walk every object the
         # command made (pydantic's schemas, numpy, OpenCV): ~0.05 s after a build's summary is out
-        # (measured from its last line to the end of its output pipe). Frozen objects are skipped;
-        # files and streams are closed and flushed as before, atexit handlers run as before.
+        # (measured from its last line to the end of its output pipe). Frozen objects are skipped.
+        # stdout and stderr are still flushed and atexit handlers still run; only cycles go
+        # uncollected, and every file a command writes is closed (with-blocks) before this point.
         gc.freeze()
 
 
