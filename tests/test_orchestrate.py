@@ -1,19 +1,23 @@
-"""The orchestrator's sizing: how many samples one chunk task renders, and which shards one task renders whole."""
+"""The orchestrator's sizing and order: how many samples one chunk task renders, which shards one task renders
+whole, and which input file is read first."""
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 
-from shardgen import writer
+from shardgen import orchestrate, store, writer
+from shardgen.npz import object_array
 from shardgen.options import BuildOptions, RenderOptions
 from shardgen.orchestrate import chunk_samples, whole_shards
 from shardgen.pipeline import build
 from shardgen.plan import Shard
 from shardgen.sample import write_samples
 from shardgen.worker import render_chunk, render_shard
-from tests.helpers import leftovers
+from tests.helpers import leftovers, write_npz
 
 
 @pytest.mark.parametrize(
@@ -85,3 +89,25 @@ def test_a_temp_file_left_by_a_killed_task_is_removed_when_the_build_ends(tmp_pa
     with ThreadPoolExecutor(1) as pool:
         build(src, tmp_path / "out", options, executor=pool, procs=1, chunk_size=3)
     assert leftovers(tmp_path / "out") == []
+
+
+def test_ingest_submits_the_largest_files_first_and_keeps_the_classes_in_name_order(tmp_path, monkeypatch):
+    """Ingest tasks go out largest file first (the last to start is a small one); class indexes stay by name."""
+    src = tmp_path / "npz"
+    src.mkdir()
+    sketch = np.array([[0, 0, 0], [4, 4, 0], [2, -1, 1]], np.int16)
+    for name, count in (("ant", 3), ("bee", 30), ("cat", 10)):
+        write_npz(src / f"{name}.npz", train=object_array([sketch] * count))
+    submitted = []
+
+    def spy(task):
+        submitted.append(task.source.name)
+        return store.ingest(task)
+
+    monkeypatch.setattr(orchestrate, "ingest", spy)
+    options = BuildOptions(render=RenderOptions(size=16), splits=("train",))
+    with ThreadPoolExecutor(1) as pool:
+        build(src, tmp_path / "out", options, executor=pool, procs=1)
+    assert submitted == ["bee.npz", "cat.npz", "ant.npz"]
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["classes"] == ["ant", "bee", "cat"]
