@@ -124,7 +124,8 @@ class Build:
         results = await _gather_or_cancel(
             [self._ingest_one(i, sources[i], fingerprints[i], sizes[i] / total) for i in order]
         )
-        outcomes = [result for _, result in sorted(zip(order, results), key=lambda pair: pair[0])]
+        by_position = dict(zip(order, results))
+        outcomes = [by_position[position] for position in range(len(sources))]
         with contextlib.suppress(OSError):  # every file read in ranges is joined or dropped by now
             os.rmdir(self.state / "store" / RANGES_DIR)
         kept = [(source, outcome) for source, outcome in zip(sources, outcomes) if isinstance(outcome, ClassRecord)]
