@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import BinaryIO
 
 from . import dali, faults, tar
-from .atomic import WRITER_TAG, fsync, fsync_dir, replacing, temp_path, writer_tag
+from .atomic import WRITER_TAG, fsync, fsync_dir, replacing, start_writeback, temp_path, writer_tag
 
 PARTS_DIR = "parts"
 PARTIAL_SUFFIX = ".partial"
 _BUFFER = 1 << 20  # samples are small: gather them into large writes; a large one bypasses it
+WRITEBACK_BYTES = 8 << 20  # a shard's pages are handed to the disk this often (see atomic.start_writeback)
 
 
 def fragment_path(state_dir: Path, shard_name: str, start: int) -> Path:
@@ -152,12 +153,14 @@ def write_shard(
 
 
 class _ShardBytes:
-    """Blocks of one shard going into its ``.partial`` file, hashed and counted on the way."""
+    """Blocks of one shard going into its ``.partial`` file, hashed and counted on the way; every
+    ``WRITEBACK_BYTES``, the disk is asked to start writing them, so the seal's fsync is short."""
 
     def __init__(self, out: BinaryIO, partial: Path, fault_index: int) -> None:
         self.out, self.partial, self.fault_index = out, partial, fault_index
         self.sha256 = hashlib.sha256()
         self.size = 0
+        self._writeback_at = WRITEBACK_BYTES
 
     def write(self, block: bytes) -> None:
         if faults.ACTIVE:
@@ -165,6 +168,9 @@ class _ShardBytes:
         self.sha256.update(block)
         self.out.write(block)
         self.size += len(block)
+        if self.size >= self._writeback_at:
+            start_writeback(self.out)
+            self._writeback_at = self.size + WRITEBACK_BYTES
 
 
 @contextlib.contextmanager

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from shardgen import dali, tar
+from shardgen import dali, fragments, tar
 from shardgen.fragments import fragment_path, partial_path, partial_target, seal_shard, write_fragment, write_shard
 
 SAMPLES = [("a", [(".png", b"x" * 700), (".cls", b"3")]), ("b", [(".png", bytes(range(256)) * 9000), (".cls", b"1")])]
@@ -122,6 +122,24 @@ def test_a_shard_written_whole_gets_the_dali_index_of_the_sealed_one(tmp_path):
     write_shard(tmp_path / "s.tar", iter(SAMPLES), dali_index=True)
     whole, chunked = (dali.index_path(folder / "s.tar").read_text() for folder in (tmp_path, tmp_path / "chunked"))
     assert whole == chunked
+
+
+@pytest.mark.parametrize("whole", [True, False], ids=["written whole", "sealed from fragments"])
+def test_a_shard_s_pages_go_to_the_disk_as_it_is_written_not_all_at_its_fsync(tmp_path, monkeypatch, whole):
+    """Every WRITEBACK_BYTES written, a shard being written or sealed asks the kernel to start writing it out."""
+    handed: list[int] = []
+    monkeypatch.setattr(fragments, "WRITEBACK_BYTES", 1 << 20)
+    monkeypatch.setattr(fragments, "start_writeback", lambda file: handed.append(file.tell()))
+    samples = [(f"k{i:03d}", [(".png", bytes([i]) * 100_000)]) for i in range(50)]  # 5 MB in all
+    if whole:
+        size, _ = write_shard(tmp_path / "s.tar", iter(samples))
+    else:
+        (tmp_path / "parts").mkdir()
+        write_fragment(tmp_path / "parts" / "a", iter(samples[:20]))
+        write_fragment(tmp_path / "parts" / "b", iter(samples[20:]))
+        size, _ = seal_shard([tmp_path / "parts" / "a", tmp_path / "parts" / "b"], tmp_path / "s.tar")
+    assert size >> 20 == 4 and len(handed) >= 3 and size - handed[-1] < 2 << 20  # none left for the fsync alone
+    assert all(later - earlier >= 1 << 20 for earlier, later in zip([0, *handed], handed))  # not per sample
 
 
 def test_a_failed_whole_shard_leaves_nothing_under_either_name(tmp_path):
