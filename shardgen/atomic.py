@@ -40,9 +40,13 @@ def write_json(path: Path, obj: Any) -> None:
     write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
-def write_npy(path: Path, array: np.ndarray) -> None:
-    """Atomically write a ``.npy`` file (plain, no pickle) that workers can memory-map."""
-    _write_via_temp(Path(path), lambda f: write_npy_to(f, array))
+def write_npy(path: Path, array: np.ndarray, durable: bool = True) -> None:
+    """Atomically write a ``.npy`` file (plain, no pickle) that workers can memory-map.
+
+    ``durable=False`` skips the fsyncs, for a file that every run writes again before anything
+    reads it: a crash can lose it, never leave it in use half-written.
+    """
+    _write_via_temp(Path(path), lambda f: write_npy_to(f, array), durable)
 
 
 class _Writes:
@@ -137,10 +141,12 @@ def _sync_file_range():
     return function
 
 
-def _write_via_temp(path: Path, write) -> None:
+def _write_via_temp(path: Path, write, durable: bool = True) -> None:
     if faults.ACTIVE:
         faults.output_write(path)
     with replacing(path, temp_path(path)) as f:
         write(f)
-        fsync(f)
-    fsync_dir(path.parent)
+        if durable:
+            fsync(f)
+    if durable:
+        fsync_dir(path.parent)

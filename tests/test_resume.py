@@ -202,3 +202,15 @@ def test_truncated_store_file_is_repacked_on_resume(sample_src, reference_build,
     rerun = run_cli("build", sample_src, dst, *BUILD_ARGS)
     assert rerun.returncode == 0 and "Traceback" not in rerun.stderr, rerun.stderr
     assert shard_bytes(dst) == shard_bytes(reference_build)
+
+
+def test_plan_files_lost_in_a_crash_are_planned_again_and_resumed_identically(sample_src, reference_build, tmp_path):
+    """Plan files are not fsynced: a rerun that finds them garbage (lost in a crash) rewrites them, same bytes."""
+    dst = tmp_path / "out"
+    assert run_cli("build", sample_src, dst, *BUILD_ARGS).returncode == 0
+    for plan in (dst / ".shardgen").glob("plan-*.npy"):
+        plan.write_bytes(b"\0" * plan.stat().st_size)  # what a crash before writeback can leave
+    (dst / "train-000000.tar").unlink()
+    rerun = run_cli("build", sample_src, dst, *BUILD_ARGS)
+    assert rerun.returncode == 0 and "Traceback" not in rerun.stderr, rerun.stderr
+    assert shard_bytes(dst) == shard_bytes(reference_build) and "reused 11;" in rerun.stdout
