@@ -22,6 +22,7 @@ from tests.helpers import (
     assert_one_line_error,
     leftovers,
     run_cli,
+    sample_folder,
     shard_bytes,
     start_cli,
     wait_for,
@@ -31,8 +32,8 @@ from tests.helpers import (
 SLOW = {"SHARDGEN_FAULT": "sleep-per-chunk:seconds=0.3"}
 
 
-def assert_resumes_identically(sample_src, dst, reference, reused_at_least: int) -> None:
-    rerun = run_cli("build", sample_src, dst, *BUILD_ARGS)
+def assert_resumes_identically(sample_src, dst, reference, reused_at_least: int, args=BUILD_ARGS) -> None:
+    rerun = run_cli("build", sample_src, dst, *args)
     assert rerun.returncode == 0, rerun.stderr
     assert shard_bytes(dst) == shard_bytes(reference)
     assert leftovers(dst) == []
@@ -200,22 +201,47 @@ def _stderr_unless_hung(process: subprocess.Popen, timeout: float) -> str:
         raise AssertionError(f"the build did not end within {timeout} s") from None
 
 
+# A build long enough to kill a worker in the middle of: 12,000 sketches at 128 px render for about a
+# second on 2 cores; the sample_src build renders for a twentieth of that, often over before a poll.
+KILL_ARGS = ("--procs", "2", "--size", "128", "--shard-size", "1000", "--no-progress")
+
+
+@pytest.fixture(scope="module")
+def kill_src(tmp_path_factory) -> Path:
+    """Four categories, 1,000 sketches in each of train/valid/test."""
+    return sample_folder(tmp_path_factory, "kill", categories=4, per_split=1000, seed=3)
+
+
+@pytest.fixture(scope="module")
+def kill_reference(kill_src, tmp_path_factory) -> tuple[Path, float]:
+    """An uninterrupted build of ``kill_src`` with KILL_ARGS, and how long it ran once its render stage began."""
+    dst = tmp_path_factory.mktemp("kill-reference") / "out"
+    process = start_cli("build", kill_src, dst, *KILL_ARGS)
+    wait_for((dst / ".shardgen" / "parts").exists, process)
+    began = time.monotonic()
+    stderr = _stderr_unless_hung(process, timeout=120)
+    assert process.returncode == 0, stderr
+    return dst, time.monotonic() - began
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(KILL_SEEDS))
-def test_worker_killed_at_a_random_moment_never_hangs_and_rerun_is_identical(
-    sample_src, reference_build, tmp_path, seed
-):
-    """SIGKILL of one worker at a seeded random moment of rendering: the build ends (retried or failed), never
-    hangs, and the rerun writes the reference bytes. Odd seeds render shards whole, even ones in chunks."""
+def test_worker_killed_at_a_random_moment_never_hangs_and_rerun_is_identical(kill_src, kill_reference, tmp_path, seed):
+    """SIGKILL of one worker at a seeded random moment while shards are being rendered and written: the build
+    ends (retried or failed), never hangs, and the rerun writes the reference bytes. Odd seeds render shards
+    whole, even ones in chunks of 50."""
+    reference, render_seconds = kill_reference
     dst = tmp_path / "out"
-    process = start_cli("build", sample_src, dst, *(WHOLE_SHARD_ARGS if seed % 2 else BUILD_ARGS))
+    args = KILL_ARGS if seed % 2 else (*KILL_ARGS, "--chunk-size", "50")
+    process = start_cli("build", kill_src, dst, *args)
     wait_for((dst / ".shardgen" / "parts").exists, process)
-    time.sleep(_random_moment(seed, 0.8))
-    with contextlib.suppress(IndexError, ProcessLookupError):  # the build may be done already
-        os.kill(random.Random(seed).choice(_render_workers(process.pid)), signal.SIGKILL)
+    time.sleep(_random_moment(seed, 0.6 * render_seconds))  # inside the render stage, which lasts render_seconds
+    workers = _render_workers(process.pid)
+    assert workers and process.poll() is None, "the build was over before the kill"
+    os.kill(random.Random(seed).choice(workers), signal.SIGKILL)
     stderr = _stderr_unless_hung(process, timeout=120)
     assert process.returncode in (0, 1) and "Traceback" not in stderr, stderr
-    assert_resumes_identically(sample_src, dst, reference_build, reused_at_least=0)
+    assert_resumes_identically(kill_src, dst, reference, reused_at_least=0, args=KILL_ARGS)
 
 
 @pytest.mark.slow
