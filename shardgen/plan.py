@@ -81,19 +81,25 @@ def plan_split(
 ) -> SplitPlan:
     """Plan one split: shuffled across classes (seeded) or in source order."""
     total = int(sum(class_counts))
-    if shuffle:
-        # One independent stream per split, so adding a split does not reorder the others.
-        rng = np.random.default_rng([seed, SPLITS.index(split) if split in SPLITS else len(split)])
-        # copy=False: on 64-bit platforms it is int64 already, and a copy of QuickDraw's 24M-entry
-        # train plan cost up to 0.5 s (fresh pages) while every worker waited for the plan.
-        order = rng.permutation(total).astype(np.int64, copy=False)
-    else:
-        order = np.arange(total, dtype=np.int64)
-    shards = tuple(
-        Shard(split, number, start, stop, chunk_size)
-        for number, (start, stop) in enumerate(shard_bounds(total, shard_size))
-    )
-    return SplitPlan(split, tuple(class_counts), order, shards)
+    order = split_order(split, total, seed=seed, shuffle=shuffle)
+    return SplitPlan(split, tuple(class_counts), order, split_shards(split, total, shard_size, chunk_size))
+
+
+def split_order(split: str, total: int, *, seed: int, shuffle: bool) -> np.ndarray:
+    """The order of a split's ``total`` samples: a seeded permutation of their global ids, or source order."""
+    if not shuffle:
+        return np.arange(total, dtype=np.int64)
+    # One independent stream per split, so adding a split does not reorder the others.
+    rng = np.random.default_rng([seed, SPLITS.index(split) if split in SPLITS else len(split)])
+    # copy=False: on 64-bit platforms it is int64 already, and a copy of QuickDraw's 24M-entry
+    # train plan cost up to 0.5 s (fresh pages) while every worker waited for the plan.
+    return rng.permutation(total).astype(np.int64, copy=False)
+
+
+def split_shards(split: str, total: int, shard_size: int, chunk_size: int) -> tuple[Shard, ...]:
+    """The shards of a split of ``total`` samples; they depend on its size only, not on its order."""
+    bounds = shard_bounds(total, shard_size)
+    return tuple(Shard(split, number, start, stop, chunk_size) for number, (start, stop) in enumerate(bounds))
 
 
 def locate(global_ids: np.ndarray, class_starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

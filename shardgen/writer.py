@@ -75,6 +75,9 @@ class ShardWriter:
     async def _submit(self) -> None:
         """Submit every chunk in plan order, as fast as the queue takes them; then say the end."""
         for position, shard in enumerate(self.shards):
+            # Its split's plan must be on disk before a worker reads it (see Build.plan); shielded:
+            # a stop cancels this loop, not the thread writing the plan.
+            await asyncio.shield(self.build.plans_written[shard.split])
             whole = shard.name in self.whole
             render, ranges = (render_shard, [(shard.start, shard.stop)]) if whole else (render_chunk, shard.chunks())
             for start, stop in ranges:

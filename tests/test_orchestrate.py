@@ -4,6 +4,7 @@ whole, and which input file is read first."""
 from __future__ import annotations
 
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -111,3 +112,41 @@ def test_ingest_submits_the_largest_files_first_and_keeps_the_classes_in_name_or
     assert submitted == ["bee.npz", "cat.npz", "ant.npz"]
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["classes"] == ["ant", "bee", "cat"]
+
+
+def test_the_largest_split_is_planned_while_the_smallest_one_renders(tmp_path, monkeypatch):
+    """The largest split's plan is shuffled and written while the smallest split's shards render: it goes first."""
+    src, dst = tmp_path / "npz", tmp_path / "out"
+    src.mkdir()
+    sketch = np.array([[0, 0, 0], [4, 4, 0], [2, -1, 1]], np.int16)
+    counts = {"train": 40, "valid": 10, "test": 20}
+    write_npz(src / "ant.npz", **{split: object_array([sketch] * count) for split, count in counts.items()})
+    real_order = orchestrate.split_order
+
+    def train_waits_for_the_other_splits(split, total, **kwargs):
+        deadline = time.monotonic() + 20
+        while split == "train" and not (dst / "valid-000000.tar").exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError("valid was not rendered while train's plan was pending")
+            time.sleep(0.01)
+        return real_order(split, total, **kwargs)
+
+    monkeypatch.setattr(orchestrate, "split_order", train_waits_for_the_other_splits)
+    with ThreadPoolExecutor(1) as pool:
+        build(src, dst, BuildOptions(render=RenderOptions(size=16), shard_size=10), executor=pool, procs=1)
+    assert len(list(dst.glob("*.tar"))) == 7 and leftovers(dst) == []
+
+
+@pytest.mark.parametrize(
+    ("counts", "expected"),
+    [
+        ({"train": 70, "valid": 3, "test": 2}, ["test", "train", "valid"]),
+        ({"train": 70, "valid": 2, "test": 2}, ["valid", "train", "test"]),
+        ({"train": 2, "valid": 2, "test": 2}, ["train", "valid", "test"]),
+        ({"valid": 5}, ["valid"]),
+    ],
+)
+def test_the_smallest_split_renders_first_and_the_others_keep_their_order(counts, expected):
+    """render_order moves the smallest split to the front (ties: the first of them) and leaves the rest in order."""
+    shards = {split: tuple(Shard(split, n, 0, 1, 1) for n in range(count)) for split, count in counts.items()}
+    assert orchestrate.render_order(shards) == expected
