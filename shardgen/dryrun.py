@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import tar
-from .errors import InputError
+from .errors import InputError, with_skip_hint
 from .formats import is_drawing_file
 from .formats.ingest import check_sources, plan_drawings
 from .options import BuildOptions
@@ -92,7 +92,7 @@ def _read_all(
             record, valid = read(source, wanted, options, sample)
         except InputError as error:
             if options.on_error != "skip":
-                raise
+                raise with_skip_hint(error) from None
             skipped_files.append(skipped_file(reporter, source, error))
         else:
             skipped_sketches(reporter, record)

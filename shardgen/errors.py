@@ -44,6 +44,11 @@ class InputError(ShardgenError):
     exit_code = 2
 
 
+def with_skip_hint(error: InputError) -> InputError:
+    """``error`` as the build stops on it: its message also says how to build without the file."""
+    return type(error)(f"{error.message}; --on-error skip builds without it", error.path)
+
+
 class UnsafePickleError(InputError):
     """A pickle inside an ``.npz`` asks for something other than numpy array reconstruction."""
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from . import atomic, dali, manifest
-from .errors import InputError, UsageError, WorkerError
+from .errors import InputError, UsageError, WorkerError, with_skip_hint
 from .executor import drop, submit_task
 from .formats import is_drawing_file
 from .formats.ingest import (
@@ -164,7 +164,7 @@ class Build:
             return await self._read(task, identity, share)
         except InputError as error:
             if options.on_error != "skip":
-                raise
+                raise with_skip_hint(error) from None
             return skipped_file(self.reporter, source, error)
         except BrokenProcessPool:
             raise WorkerError(

@@ -112,6 +112,16 @@ def test_dry_run_prints_the_plan_and_writes_nothing(sample_src, tmp_path):
     assert "estimated from 64 sketches" in result.stdout
 
 
+def test_dry_run_stops_on_a_bad_file_as_a_build_does(tmp_path):
+    """--dry-run on an unreadable file: exit 2, one line naming it, and how to build without it."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "bad.npz").write_bytes(b"not a zip file\n")
+    result = run_cli("build", src, tmp_path / "out", "--dry-run", "--no-progress")
+    assert_one_line_error(result, str(src / "bad.npz"), "not a valid .npz", "; --on-error skip builds without it")
+    assert not (tmp_path / "out").exists()
+
+
 def test_dry_run_json_gives_counts_shards_and_estimate(sample_src, tmp_path):
     """--dry-run --json prints the plan as JSON: per-split images, shards and a positive size estimate."""
     result = invoke("build", sample_src, tmp_path / "out", "--dry-run", "--json", "--splits", "train,valid")
@@ -325,7 +335,7 @@ def _bad_files(folder: Path, marker: Path) -> dict[str, str]:
     "name", ["truncated.npz", "notzip.npz", "nokeys.npz", "strings.npz", "evil.npz", "deflate.npz", "huge.npz"]
 )
 def test_each_kind_of_bad_file_is_one_line_naming_it(tmp_path, name):
-    """Truncated, not a zip, wrong keys, non-array objects, foreign pickle: exit 2, one line, file and reason."""
+    """Truncated, not a zip, wrong keys, non-array objects, foreign pickle: exit 2, one line, file, reason, way on."""
     bad, marker = tmp_path / "bad", tmp_path / "payload-ran"
     bad.mkdir()
     reasons = _bad_files(bad, marker)
@@ -333,7 +343,7 @@ def test_each_kind_of_bad_file_is_one_line_naming_it(tmp_path, name):
     src.mkdir()
     (src / name).write_bytes((bad / name).read_bytes())
     result = run_cli("build", src, tmp_path / "out", "--procs", "1", "--size", "32", "--no-progress")
-    assert_one_line_error(result, str(src / name), reasons[name])
+    assert_one_line_error(result, str(src / name), reasons[name], "; --on-error skip builds without it")
     assert not marker.exists()
 
 
