@@ -139,15 +139,22 @@ def prepare_output(
         if overwrite:
             _report_kept(output, clean_output(output, state), warn)
         elif previous is not None and comparable_identity(previous) != comparable_identity(identity):
-            raise OptionsChangedError(
-                f"holds a build with other {describe_difference(previous, identity)}; "
-                "rerun with --overwrite to replace it, or choose another output folder",
-                output.root,
-            )
+            difference = describe_difference(previous, identity)
+            if not _holds_output(output):
+                # It stopped before its first shard (a bad input file, a stop during ingest): there
+                # is no work to keep and nothing to mix, so a fixed input or option just goes on.
+                warn(f"{output.root}: replacing an unfinished build with other {difference}: it had written no shard")
+                clean_output(output, state)
+            else:
+                raise OptionsChangedError(
+                    f"holds a build with other {difference}; "
+                    "rerun with --overwrite to replace it, or choose another output folder",
+                    output.root,
+                )
         elif finished is not None:
             # A finished build whose .shardgen was deleted (safe, as documented): its manifest says what it was.
             recovered = _recognise_finished_build(output, finished, identity)
-        elif previous is None and any(name != STATE_DIR for name in output.list(files_only=False)):
+        elif previous is None and _holds_output(output):
             # (a state folder alone is a first build that stopped before recording its identity)
             raise UsageError(
                 "output folder is not empty and holds no shardgen build; choose an empty or new folder", output.root
@@ -164,6 +171,11 @@ def prepare_output(
         if not is_storage_error(error):
             raise
         raise storage_error(error, output.root, "write the output") from None
+
+
+def _holds_output(output: Location) -> bool:
+    """Whether DST holds anything but the state folder: a shard, a partial one, a file of the user's."""
+    return any(name != STATE_DIR for name in output.list(files_only=False))
 
 
 def comparable_identity(identity: dict) -> dict:

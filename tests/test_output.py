@@ -194,6 +194,45 @@ def test_other_build_after_deleting_state_is_refused_naming_the_difference(sampl
         build(src, dst, OTHER if change == "options" else OPTIONS, procs=1)
 
 
+@pytest.mark.parametrize("rerun", ["with --on-error skip", "with the bad file removed"])
+def test_a_build_stopped_before_its_first_shard_gives_way_to_the_fixed_rerun(tmp_path, rerun):
+    """A build that stopped on a bad file wrote no shard: the rerun with other options or inputs builds, saying so."""
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    write_npz(src / "ant.npz", valid=object_array([np.array([[0, 0, 0], [5, 5, 1]], np.int16)] * 3))
+    (src / "bad.npz").write_bytes(b"not a zip file\n")
+    args = ("--procs", "1", "--size", "32", "--no-progress")
+    assert run_cli("build", src, out, *args).returncode == 2
+    if rerun == "with --on-error skip":
+        result, difference = (
+            run_cli("build", src, out, *args, "--on-error", "skip"),
+            "options (on_error: skip-sketches -> skip)",
+        )
+    else:
+        (src / "bad.npz").unlink()
+        result, difference = run_cli("build", src, out, *args), "inputs (bad.npz changed)"
+    assert result.returncode == 0, result.stderr
+    assert (
+        f"warning: {out}: replacing an unfinished build with other {difference}: it had written no shard"
+        in result.stderr
+    )
+    assert json.loads((out / "manifest.json").read_text())["classes"] == ["ant"]
+
+
+def test_a_build_stopped_before_its_first_shard_is_still_guarded_by_other_files(tmp_path):
+    """The same rerun is refused when DST holds anything besides the state folder (here a file of the user's)."""
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    write_npz(src / "ant.npz", valid=object_array([np.array([[0, 0, 0], [5, 5, 1]], np.int16)] * 3))
+    (src / "bad.npz").write_bytes(b"not a zip file\n")
+    args = ("--procs", "1", "--size", "32", "--no-progress")
+    assert run_cli("build", src, out, *args).returncode == 2
+    (out / "notes.txt").write_text("mine\n")
+    result = run_cli("build", src, out, *args, "--on-error", "skip")
+    assert result.returncode == 2 and "holds a build with other options (on_error" in result.stderr
+    assert "--overwrite" in result.stderr and (out / "notes.txt").read_text() == "mine\n"
+
+
 @pytest.mark.parametrize(
     "sketches",
     [[np.zeros((0, 3), np.int16), np.array([[0, 0, 0], [np.nan, 1, 1]])], []],
