@@ -137,7 +137,8 @@ def prepare_output(
         finished = finished_manifest(output) if previous is None and output.is_local else None
         recovered: list[ShardRecord] = []
         if overwrite:
-            _report_kept(output, clean_output(output, state), warn)
+            kept = clean_output(output, state, before=lambda kept: _refuse_clashes(output, kept))
+            _report_kept(output, kept, warn)
         elif previous is not None and comparable_identity(previous) != comparable_identity(identity):
             difference = describe_difference(previous, identity)
             if not _holds_output(output):
@@ -196,15 +197,19 @@ def comparable_identity(identity: dict) -> dict:
     return {**identity, "options": options}
 
 
-def _report_kept(output: Location, kept: list[str], warn: Callable[[str], None]) -> None:
-    """Say which files --overwrite left; refuse if one of them has a name this build would write."""
+def _refuse_clashes(output: Location, kept: list[str]) -> None:
+    """Refuse --overwrite, before it deletes anything, if a file it would keep has a name builds write."""
     clashes = [name for name in kept if _OUR_NAMES.fullmatch(name)]
     if clashes:
         raise UsageError(
-            f"holds {clashes[0]}, a name this build writes, but no record says shardgen wrote it; "
-            "move it away or choose another output folder",
+            f"holds {clashes[0]}, named as shardgen names its outputs, but no record says shardgen wrote "
+            "it; move it away or choose another output folder (nothing was deleted)",
             output.root,
         )
+
+
+def _report_kept(output: Location, kept: list[str], warn: Callable[[str], None]) -> None:
+    """Say which files --overwrite left."""
     if kept:
         names = ", ".join(kept[:5]) + (", ..." if len(kept) > 5 else "")
         warn(f"--overwrite kept {len(kept)} file(s) in {output.root} that no record says shardgen wrote: {names}")
@@ -362,20 +367,28 @@ def _flatten(options: dict, prefix: str = "") -> dict:
     return flat
 
 
-def clean_output(output: Location, state: Path) -> list[str]:
+def clean_output(output: Location, state: Path, before: Callable[[list[str]], None] | None = None) -> list[str]:
     """Remove what this folder's shardgen records say a build wrote in DST (shards, indexes, manifest,
-    their partial and temp files, the state folder) and its work folder; return what is left."""
+    their partial and temp files, the state folder) and its work folder; return what is left.
+
+    ``before(kept)`` is called with what will be left before anything is removed: it may refuse
+    (raise), and then nothing is.
+    """
     owned = owned_files(output, state)
     files = set(output.list())
-    kept = []
+    ours, kept = [], []
     for name in output.list(files_only=False):
         if name == STATE_DIR:
             continue
-        ours = name in owned or _is_leftover(name, owned) or (name == card.CARD and card.written_by_shardgen(output))
-        if name in files and ours:
-            output.delete(name)
+        recorded = name in owned or _is_leftover(name, owned)
+        if name in files and (recorded or (name == card.CARD and card.written_by_shardgen(output))):
+            ours.append(name)
         else:
             kept.append(name)
+    if before is not None:
+        before(kept)
+    for name in ours:
+        output.delete(name)
     if not output.is_local:
         output.remove_tree(STATE_DIR)
     if state.is_dir():

@@ -108,9 +108,22 @@ def test_refusal_of_a_foreign_folder_does_not_offer_overwrite(sample_src, tmp_pa
 def test_overwrite_refuses_a_foreign_file_under_a_name_it_writes(sample_src, tmp_path):
     """--overwrite never replaces a user's file named like a shard; it refuses, naming it, and keeps it."""
     (tmp_path / "valid-000000.tar").write_text("mine")
-    with pytest.raises(UsageError, match="valid-000000.tar, a name this build writes"):
+    with pytest.raises(UsageError, match="valid-000000.tar, named as shardgen names its outputs"):
         build(sample_src, tmp_path, OPTIONS, procs=1, overwrite=True)
     assert (tmp_path / "valid-000000.tar").read_text() == "mine"
+
+
+def test_overwrite_that_refuses_deletes_nothing(sample_src, tmp_path):
+    """--overwrite refused over a user's file named like a shard leaves the old build whole, not half deleted."""
+    build(sample_src, tmp_path, OPTIONS, procs=1)
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir() if path.is_file()}
+    (tmp_path / "valid-000007.tar").write_text("mine")
+    with pytest.raises(UsageError, match=r"valid-000007.tar, .*\(nothing was deleted\)"):
+        build(sample_src, tmp_path, OTHER, procs=1, overwrite=True)
+    after = {path.name: path.read_bytes() for path in tmp_path.iterdir() if path.is_file()}
+    assert after == {**before, "valid-000007.tar": b"mine"}
+    rerun = build(sample_src, tmp_path, OPTIONS, procs=1)
+    assert (rerun.shards_written, rerun.shards_reused) == (0, 3)
 
 
 def test_a_locked_folder_refuses_a_second_holder_at_once(tmp_path):
