@@ -191,6 +191,23 @@ def summary(result: BuildResult) -> dict:
     }
 
 
+def _images(data: dict) -> str:
+    """``N images``, and how many of them this run rendered when it reused shards (the rate is theirs)."""
+    images, rendered = data["images"], data["images_rendered"]
+    return f"{images:,} images" + (f" ({rendered:,} rendered)" if 0 < rendered < images else "")
+
+
+def _skipped(data: dict) -> str:
+    """``skipped N``, saying what the split rows above do not show: records of no split, whole files."""
+    in_splits = sum(split["skipped"] for split in data["splits"].values())
+    files = data["skipped_files"]
+    unsplit = data["skipped"] - files - in_splits  # e.g. an ndjson line that does not parse: no split yet
+    details = [f"{unsplit:,} unreadable record(s) of no split"] if unsplit else []
+    details += [f"{files:,} file(s)"] if files else []
+    details += ["listed in manifest.json"] if data["skipped"] else []
+    return f"skipped {data['skipped']:,}" + (f" ({', '.join(details)})" if details else "")
+
+
 def _print(data: dict, as_json: bool, print_tables: Callable[[dict], None]) -> None:
     """``data`` as indented JSON on stdout with ``--json``, else as ``print_tables`` lays it out."""
     if as_json:
@@ -225,11 +242,10 @@ def _summary_tables(data: dict) -> None:
     console = Console(file=sys.stdout, highlight=False)
     console.print(_table(("split", "images", "shards", "bytes", "skipped", "blank"), rows))
     console.print(
-        f"{data['images']:,} images in {data['seconds']:.1f} s, "
+        f"{_images(data)} in {data['seconds']:.1f} s, "
         + (f"{data['images_per_second']:,.0f} images/s" if data["images_rendered"] else "nothing rendered")
         + "; "
-        f"shards written {data['shards_written']}, reused {data['shards_reused']}; "
-        f"skipped {data['skipped']}" + (" (listed in manifest.json)" if data["skipped"] else ""),
+        f"shards written {data['shards_written']}, reused {data['shards_reused']}; {_skipped(data)}",
         soft_wrap=True,
     )
     if "filtered" in data:

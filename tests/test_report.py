@@ -1,4 +1,4 @@
-"""The progress reporter: the terminal bar, its counts, and warnings printed as they are."""
+"""The progress reporter (the terminal bar, its counts, warnings printed as they are) and the summary line."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import re
 
 from rich.console import Console
 
-from shardgen.report import VERBOSE, ProgressReporter
+from shardgen.progress import BuildResult
+from shardgen.report import VERBOSE, ProgressReporter, print_summary
 from shardgen.write import ShardRecord
 
 
@@ -39,3 +40,27 @@ def test_warnings_keep_square_brackets():
     reporter = ProgressReporter(console=Console(file=out, width=100))
     reporter.warn("[x].npz: valid[3]: shape (2, 2) is not (n, 3)")
     assert out.getvalue() == "warning: [x].npz: valid[3]: shape (2, 2) is not (n, 3)\n"
+
+
+def summary_line(capsys, images=100, rendered=100, seconds=2.0, skipped=(), skipped_files=()) -> str:
+    """The last line ``print_summary`` prints for a one-split build with these figures."""
+    split = {"count": images, "shards": [{"bytes": 1000}], "blank": 0}
+    manifest = {"splits": {"train": split}, "skipped": list(skipped), "skipped_files": list(skipped_files)}
+    print_summary(BuildResult("out", manifest, rendered, 1, 0, seconds))
+    return capsys.readouterr().out.strip().splitlines()[-1]
+
+
+def test_a_resumed_build_says_how_many_images_it_rendered(capsys):
+    """Where shards were reused, the line gives the images rendered next to the total: the rate is theirs."""
+    line = summary_line(capsys, images=43_100, rendered=27_600)
+    assert line.startswith("43,100 images (27,600 rendered) in 2.0 s, 13,800 images/s;"), line
+    assert summary_line(capsys).startswith("100 images in 2.0 s, 50 images/s;")
+
+
+def test_skips_the_split_rows_do_not_show_are_named(capsys):
+    """Skipped records of no split and skipped files are named, so the footer adds up with the table."""
+    skipped = [{"split": "train"}, {"line": 3}, {"line": 7}, {"line": 9}]
+    line = summary_line(capsys, skipped=skipped, skipped_files=[{"source": "bad.npz"}])
+    assert line.endswith("skipped 5 (3 unreadable record(s) of no split, 1 file(s), listed in manifest.json)"), line
+    line = summary_line(capsys, skipped=skipped[:1])
+    assert line.endswith("skipped 1 (listed in manifest.json)"), line
