@@ -199,8 +199,10 @@ def open_indexed(
     """
     try:
         import wids
-    except ModuleNotFoundError:
-        raise UsageError("random access needs the wids package: pip install 'shardgen[wids]'") from None
+    except ModuleNotFoundError as error:
+        # wids imports torch without declaring it: say which one is missing.
+        needs = "the wids package" if error.name == "wids" else f"wids, which needs {error.name} (not installed)"
+        raise UsageError(f"random access needs {needs}: pip install 'shardgen[wids]'") from None
 
     manifest = load_manifest(dst)
     shard_urls(dst, split, manifest)  # a clear error for an unknown split

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 import random
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -202,6 +204,26 @@ def test_open_indexed_gives_decoded_samples_by_index(small_build):
         assert image.dtype == np.uint8 and image.shape == (32, 32)
         assert (label, meta) == streamed[index][1:] and np.array_equal(image, streamed[index][0])
     dataset.close()
+
+
+@pytest.mark.parametrize(
+    ("missing", "expected"),
+    [("wids", "random access needs the wids package"), ("torch", "random access needs wids, which needs torch")],
+)
+def test_open_indexed_without_wids_or_its_torch_names_the_missing_package(small_build, monkeypatch, missing, expected):
+    """Without wids, or without the torch that wids imports, open_indexed says which one and how to install it."""
+    from shardgen.dataset import open_indexed
+
+    real_import = builtins.__import__
+
+    def import_without(name, *args, **kwargs):
+        if name == "wids":
+            raise ModuleNotFoundError(f"No module named {missing!r}", name=missing)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", import_without)
+    with pytest.raises(UsageError, match=re.escape(f"{expected}") + r".*pip install 'shardgen\[wids\]'"):
+        open_indexed(small_build, "valid")
 
 
 @pytest.mark.parametrize(("fmt", "channels"), [("jpg", 3), ("webp", 1), ("npy", 3), ("npy", 1)])
