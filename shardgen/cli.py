@@ -105,9 +105,9 @@ def sample(
     except OSError as error:
         raise UsageError(f"cannot write: {error.strerror or error}", error.filename or dst) from None
     if file_format == "npz":
-        typer.echo(f"wrote {len(paths)} categories x 3 splits x {per_split} sketches to {dst}")
+        typer.echo(f"wrote {len(paths)} categories x 3 splits x {_count(per_split, 'sketch')} to {dst}")
     else:
-        typer.echo(f"wrote {len(paths)} categories x {3 * per_split} drawings ({file_format}) to {dst}")
+        typer.echo(f"wrote {len(paths)} categories x {_count(3 * per_split, 'drawing')} ({file_format}) to {dst}")
 
 
 def with_options(*classes: type) -> Callable[[Callable], Callable]:
@@ -203,7 +203,7 @@ def preview(
     from .preview import preview as run_preview
 
     shown = run_preview(dst, output, split=split, count=count, cell=cell)
-    typer.echo(f"wrote {shown} {split} samples to {output}")
+    typer.echo(f"wrote {_count(shown, f'{split} sample')} to {output}")
 
 
 @app.command()
@@ -253,6 +253,12 @@ def main() -> None:
         # stdout and stderr are still flushed and atexit handlers still run; only cycles go
         # uncollected, and every file a command writes is closed (with-blocks) before this point.
         gc.freeze()
+
+
+def _count(number: int, noun: str) -> str:
+    """``1 sketch``, ``40,000 sketches``: a number of things, as a sentence gives it."""
+    plural = noun + ("es" if noun.endswith(("s", "sh", "ch", "x")) else "s")
+    return f"{number:,} {noun if number == 1 else plural}"
 
 
 def starts_a_local_build(args: list[str]) -> bool:

@@ -109,9 +109,9 @@ def preview(dst: Path, output: Path, split: str = "train", count: int = 64, cell
             f"cannot tell the image format from {output.suffix or 'no extension'}; use .png or .jpg", output
         )
     if count < 1:
-        raise UsageError(f"count must be at least 1, got {count}")
+        raise UsageError(f"--count must be at least 1, got {count}")
     if not 16 <= cell <= 1024:
-        raise UsageError(f"cell must be between 16 and 1024 pixels, got {cell}")
+        raise UsageError(f"--cell must be between 16 and 1024 pixels, got {cell}")
     manifest = load_manifest(dst)
     if split not in manifest["splits"]:
         raise UsageError(f"the build has no split {split!r}; it has {', '.join(manifest['splits'])}", dst)

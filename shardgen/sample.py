@@ -154,9 +154,9 @@ def write_samples(
     if format not in SAMPLE_FORMATS:
         raise ValueError(f"format must be one of {', '.join(SAMPLE_FORMATS)}, got {format!r}")
     if not 1 <= categories <= 1000:
-        raise ValueError(f"categories must be between 1 and 1000, got {categories}")
+        raise ValueError(f"--categories must be between 1 and 1000, got {categories}")
     if per_split < 1:
-        raise ValueError(f"per-split must be at least 1, got {per_split}")
+        raise ValueError(f"--per-split must be at least 1, got {per_split}")
     dst = Path(dst)
     dst.mkdir(parents=True, exist_ok=True)
     paths = []

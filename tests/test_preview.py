@@ -82,7 +82,7 @@ def test_preview_count_beyond_the_split_shows_what_there_is(demo, tmp_path):
     "args, fragment",
     [
         (["--split", "nope"], "no split 'nope'"),
-        (["--count", "0"], "count must be at least 1"),
+        (["--count", "0"], "--count must be at least 1"),
     ],
 )
 def test_preview_usage_errors_are_one_line(demo, tmp_path, args, fragment):
