@@ -104,10 +104,11 @@ def sample(
         raise UsageError(str(error)) from None
     except OSError as error:
         raise UsageError(f"cannot write: {error.strerror or error}", error.filename or dst) from None
+    written = _count(len(paths), "category", "categories")
     if file_format == "npz":
-        typer.echo(f"wrote {len(paths)} categories x 3 splits x {_count(per_split, 'sketch')} to {dst}")
+        typer.echo(f"wrote {written} x 3 splits x {_count(per_split, 'sketch')} to {dst}")
     else:
-        typer.echo(f"wrote {len(paths)} categories x {_count(3 * per_split, 'drawing')} ({file_format}) to {dst}")
+        typer.echo(f"wrote {written} x {_count(3 * per_split, 'drawing')} ({file_format}) to {dst}")
 
 
 def with_options(*classes: type) -> Callable[[Callable], Callable]:
@@ -255,9 +256,9 @@ def main() -> None:
         gc.freeze()
 
 
-def _count(number: int, noun: str) -> str:
+def _count(number: int, noun: str, plural: str | None = None) -> str:
     """``1 sketch``, ``40,000 sketches``: a number of things, as a sentence gives it."""
-    plural = noun + ("es" if noun.endswith(("s", "sh", "ch", "x")) else "s")
+    plural = plural or noun + ("es" if noun.endswith(("s", "sh", "ch", "x")) else "s")
     return f"{number:,} {noun if number == 1 else plural}"
 
 
