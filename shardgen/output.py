@@ -347,8 +347,13 @@ def describe_difference(old: dict, new: dict) -> str:
     if old.get("inputs") != new.get("inputs"):
         old_files = {i["file"]: i for i in old.get("inputs", [])}
         new_files = {i["file"]: i for i in new["inputs"]}
-        changed = sorted(f for f in old_files.keys() | new_files.keys() if old_files.get(f) != new_files.get(f))
-        return f"inputs ({', '.join(changed[:5])}{', ...' if len(changed) > 5 else ''} changed)"
+        differ = sorted(f for f in old_files.keys() | new_files.keys() if old_files.get(f) != new_files.get(f))
+        how = {
+            name: "added" if name not in old_files else "removed" if name not in new_files else "changed"
+            for name in differ
+        }
+        said = [f"{name} {how[name]}" for name in differ[:5]]
+        return f"inputs ({', '.join(said)}{f', {len(differ) - 5} more' if len(differ) > 5 else ''})"
     diffs = []
     old_opts, new_opts = _flatten(old.get("options", {})), _flatten(new["options"])
     for name in sorted(old_opts.keys() | new_opts.keys()):

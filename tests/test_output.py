@@ -16,7 +16,7 @@ from shardgen.errors import InputError, OptionsChangedError, OutputLockedError, 
 from shardgen.location import Location
 from shardgen.npz import object_array
 from shardgen.options import BuildOptions, RenderOptions
-from shardgen.output import locked, record_outputs
+from shardgen.output import describe_difference, locked, record_outputs
 from shardgen.pipeline import build
 from tests.helpers import (
     BUILD_ARGS,
@@ -223,7 +223,7 @@ def test_a_build_stopped_before_its_first_shard_gives_way_to_the_fixed_rerun(tmp
         )
     else:
         (src / "bad.npz").unlink()
-        result, difference = run_cli("build", src, out, *args), "inputs (bad.npz changed)"
+        result, difference = run_cli("build", src, out, *args), "inputs (bad.npz removed)"
     assert result.returncode == 0, result.stderr
     assert (
         f"warning: {out}: replacing an unfinished build with other {difference}: it had written no shard"
@@ -256,3 +256,15 @@ def test_build_with_nothing_to_render_is_an_error(tmp_path, sketches):
     write_npz(tmp_path / "odd.npz", train=object_array(sketches))
     with pytest.raises(InputError, match="nothing to build"):
         build(tmp_path, tmp_path / "out", BuildOptions(), procs=1)
+
+
+def test_a_refusal_says_which_inputs_were_added_removed_or_changed():
+    """Two identities' inputs are told apart per file: added, removed or changed, the first five named."""
+
+    def identity(*files):
+        return {"inputs": [{"file": name, "size": size} for name, size in files], "options": {}}
+
+    before, after = identity(("ant.npz", 1), ("bee.npz", 2)), identity(("bee.npz", 3), ("cat.npz", 4))
+    assert describe_difference(before, after) == "inputs (ant.npz removed, bee.npz changed, cat.npz added)"
+    seven = describe_difference(identity(), identity(*((f"{n}.npz", 1) for n in range(7))))
+    assert seven == "inputs (0.npz added, 1.npz added, 2.npz added, 3.npz added, 4.npz added, 2 more)"
