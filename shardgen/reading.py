@@ -52,7 +52,9 @@ def load_manifest(dst: str | Path, storage_options: dict | None = None) -> dict:
 
         with wds.gopen(f"{str(dst).rstrip('/')}/{MANIFEST}") as stream:
             return check_manifest(json.load(stream), dst)
-    if Path(dst).exists() and not Path(dst).is_dir():
+    if not Path(dst).exists():
+        raise InputError("no such folder (give a build's output folder, the one holding manifest.json)", dst)
+    if not Path(dst).is_dir():
         raise InputError("is a file, not a build's output folder (the folder holding manifest.json)", dst)
     path = Path(dst) / MANIFEST
     try:

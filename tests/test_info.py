@@ -78,6 +78,11 @@ def test_info_on_a_folder_without_a_build_is_a_one_line_error(tmp_path):
     assert_one_line_error(run_cli("info", tmp_path), "no manifest.json")
 
 
+def test_info_on_a_missing_folder_says_it_does_not_exist(tmp_path):
+    """info on a path that does not exist says so, rather than that it holds no manifest.json."""
+    assert_one_line_error(run_cli("info", tmp_path / "nowhere"), str(tmp_path / "nowhere"), "no such folder")
+
+
 def test_info_prints_category_names_literally(tmp_path):
     """A category named with brackets (``[bold]x``) is printed as is, not read as rich markup."""
     src = tmp_path / "src"
