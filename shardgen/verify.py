@@ -31,6 +31,9 @@ from .reading import NON_IMAGE, decode_image, group_by_key, load_manifest, rende
 MAX_PROBLEMS_PER_SHARD = 5
 
 
+UNKNOWN = "unknown shard"  # a .tar in DST that the manifest does not list
+
+
 @dataclass
 class VerifyResult:
     """What ``verify`` checked and every problem it found (one line each, naming the file)."""
@@ -54,10 +57,13 @@ class VerifyResult:
         checked = f"{self.splits} splits, {self.shards} shards, {self.samples:,} samples"
         if self.ok:
             return f"OK: {checked} match the manifest"
-        return (
-            f"FAILED: {len(self.problems)} problem(s) in {len(self.bad_files)} file(s) ({checked} checked); "
-            "rebuild the named shards (rerun shardgen build) or restore them"
+        unknown_only = all(f": {UNKNOWN}:" in problem for problem in self.problems)
+        advice = (
+            "move the unknown shards away"
+            if unknown_only
+            else "rebuild the named shards (rerun shardgen build) or restore them"
         )
+        return f"FAILED: {len(self.problems)} problem(s) in {len(self.bad_files)} file(s) ({checked} checked); {advice}"
 
 
 class _HashingReader(io.RawIOBase):
@@ -266,7 +272,9 @@ def verify(dst: Path, procs: int | None = None) -> VerifyResult:
     known = {shard["file"] for _, shard in listed}
     for path in sorted(dst.iterdir()):
         if (partial_target(path.name) or path.name).endswith(".tar") and path.name not in known:
-            result.add(path.name, "unknown shard: not in the manifest (left from another build?)")
+            result.add(
+                path.name, f"{UNKNOWN}: not in the manifest (left from another build?); move it away or delete it"
+            )
     return result
 
 

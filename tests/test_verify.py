@@ -122,7 +122,16 @@ def test_shard_with_a_different_sample_count_is_named(build_copy):
 def test_extra_unknown_shard_is_named(build_copy, name):
     """A tar file, or a shard's partial file, in DST that the manifest does not list fails verify naming it."""
     shutil.copy(build_copy / "train-000000.tar", build_copy / name)
-    assert_fails_naming(build_copy, name, "unknown shard")
+    assert_fails_naming(build_copy, name, "unknown shard", "move it away or delete it")
+
+
+def test_a_verdict_on_unknown_shards_only_does_not_advise_a_rebuild(build_copy):
+    """When every problem is an unknown shard the verdict says to move them away; a damaged shard says rebuild."""
+    shutil.copy(build_copy / "train-000000.tar", build_copy / "train-000099.tar")
+    verdict = run_cli("verify", build_copy).stderr
+    assert "move the unknown shards away" in verdict and "rebuild" not in verdict
+    (build_copy / "train-000001.tar").write_bytes(b"")
+    assert "rebuild the named shards" in run_cli("verify", build_copy).stderr
 
 
 def test_label_that_disagrees_with_the_classes_is_named(build_copy):
