@@ -123,9 +123,12 @@ def _one_of(flag: str, value: str, choices: tuple[str, ...]) -> None:
 class RenderOptions:
     """How a sketch becomes a sample; recorded in the manifest so a dataset says how it was made."""
 
-    size: int = option(256, "--size", help="Image width and height in pixels.")
+    size: int = option(256, "--size", help="Image width and height in pixels (8-4096).")
     line_width: float | None = option(  # pixels; None means 2.5% of size, at least 1
-        None, "--line-width", help="Stroke width in pixels (rounded to whole pixels).", show_default="2.5% of size"
+        None,
+        "--line-width",
+        help="Stroke width in pixels (OpenCV draws widths in 2 px steps: the nearest).",
+        show_default="2.5% of size",
     )
     padding: float = option(  # margin on each side, as a fraction of size
         0.05, "--padding", help="Margin around the drawing, as a fraction of the size."
