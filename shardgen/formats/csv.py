@@ -2,7 +2,8 @@
 
 Columns ``countrycode,drawing,key_id,recognized,timestamp,word`` under a header row, ``drawing``
 a JSON string in the ndjson layout and ``recognized`` written ``True``/``False``. Rows are read one
-at a time.
+at a time, each from its own line: no QuickDraw record spans lines, so a line whose quote is never
+closed is skipped by itself rather than swallowing the lines after it.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ..errors import InputError
@@ -19,6 +20,8 @@ from .drawing import Drawing, Malformed, Skip
 from .ndjson import MAX_LINE, parse_fields
 
 FLAGS = {"True": True, "False": False}
+UNCLOSED = "not a CSV row (a quoted field is not closed on its line)"
+LINE_ENDS = ("\n", "\r")
 
 
 def read(path: Path) -> Iterator[Drawing | Skip]:
@@ -29,25 +32,40 @@ def read(path: Path) -> Iterator[Drawing | Skip]:
     with open_regular_file(path) as raw:
         # A stray byte spoils one field, not the rest of the file.
         text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")
-        rows = csv.reader(text)
-        header = next(rows, None)
-        if header is None or "drawing" not in header or "key_id" not in header:
+        records = _line_records(text)
+        header, problem = next(records, ([], ""))
+        if header is None:
+            raise InputError(f"not a QuickDraw CSV: its header line is {problem}", path)
+        if "drawing" not in header or "key_id" not in header:
             raise InputError("not a QuickDraw CSV: the header names no drawing and key_id columns", path)
-        index, line = 0, rows.line_num + 1
-        while True:
-            try:
-                row = next(rows)
-            except StopIteration:
-                return
-            except csv.Error as error:
-                yield Skip("line", line, f"not a CSV row ({error})", index)
-            else:
+        for index, (row, problem) in enumerate(records):
+            line = index + 2  # the header is line 1
+            if row is None:
+                yield Skip("line", line, problem, index)
+            elif row:  # a blank line is no record
                 try:
-                    if row:
-                        yield _parse(dict(zip(header, row)), index)
+                    yield _parse(dict(zip(header, row)), index)
                 except Malformed as error:
                     yield Skip("line", line, error.reason, index)
-            index, line = index + 1, rows.line_num + 1
+
+
+def _line_records(lines: Iterable[str]) -> Iterator[tuple[list[str] | None, str]]:
+    """Each line of ``lines`` as one CSV record: ``(fields, "")``, or ``(None, why)`` if it is not one.
+
+    Each line is parsed on its own (no QuickDraw record spans lines): a quote that a line never
+    closes then costs that line only. One reader over the whole text would take every line after
+    it into the field, up to the next quote, and read the rest of the file again for each such line.
+    """
+    for line in lines:
+        try:
+            row = next(csv.reader((line,)), [])
+        except csv.Error as error:
+            yield None, f"not a CSV row ({error})"
+            continue
+        if row and row[-1].endswith(LINE_ENDS):  # its line break fell inside a quoted field
+            yield None, UNCLOSED
+        else:
+            yield row, ""
 
 
 def _parse(fields: dict, index: int) -> Drawing:
