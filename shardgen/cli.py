@@ -9,7 +9,9 @@ import functools
 import gc
 import inspect
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -45,6 +47,7 @@ def reports_errors(command):
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
+            _command_handles_sigint()
             return command(*args, **kwargs)
         except ShardgenError as error:
             typer.echo(f"shardgen: error: {error}", err=True)
@@ -237,17 +240,73 @@ def info(
     print_info(dst)
 
 
-def main() -> None:
-    """Console-script entry point: runs one command, after which the process ends."""
-    if starts_a_local_build(sys.argv[1:]):
-        from .executor import start_fork_server
+class _EarlyInterrupt(BaseException):
+    """A Ctrl-C that came before the command's own code ran: see :class:`_EarlySigint`."""
 
-        # Now, before typer parses the options (~0.1 s: it loads pydantic): the fork server's own
-        # ~0.2 s of imports (numpy, OpenCV) then overlap with ours instead of following them.
-        start_fork_server()
+
+class _EarlySigint:
+    """SIGINT's handler while the command line starts (the fork server, typer parsing the options, a
+    build's imports): it only notes the signal; the command then stops before it begins, and
+    :func:`main` prints one line.
+
+    A ``KeyboardInterrupt`` raised there would land wherever the main thread is: inside an import,
+    where a weakref callback swallows it and may keep the import lock (the build then hangs on its
+    first import in a thread); in a ``__set_name__``, which turns it into a ``RuntimeError``; or in
+    typer, which turns it into exit 130 without a word (older versions: "Aborted!", exit 1).
+    """
+
+    def __init__(self) -> None:
+        self.received = False
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        self.received = True
+
+    def check(self) -> None:
+        if self.received:
+            raise _EarlyInterrupt
+
+
+def _command_handles_sigint() -> None:
+    """From here on a Ctrl-C is the command's own ``KeyboardInterrupt``; stop now if one came before."""
+    handler = signal.getsignal(signal.SIGINT)
+    if isinstance(handler, _EarlySigint):
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # one meanwhile waits for the new handler
+        try:
+            handler.check()
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
+def main() -> None:
+    """Console-script entry point (through ``shardgen.__main__``): runs one command, after which the
+    process ends. A Ctrl-C before the command's own code runs ends it with one line and exit 130."""
+    early = _EarlySigint()
     try:
+        # Signal handlers are the main thread's; SIGINT may be ignored (nohup); Windows has no signal masks.
+        in_charge = threading.current_thread() is threading.main_thread() and hasattr(signal, "pthread_sigmask")
+        if in_charge and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, early)
+        if starts_a_local_build(sys.argv[1:]):
+            from .executor import start_fork_server
+
+            # Now, before typer parses the options (~0.1 s: it loads pydantic): the fork server's own
+            # ~0.2 s of imports (numpy, OpenCV) then overlap with ours instead of following them.
+            start_fork_server()
+            early.check()
+            # The build's own modules (numpy, OpenCV too) while a Ctrl-C only is noted (see _EarlySigint).
+            from . import dryrun, pipeline, report  # noqa: F401
         app(prog_name="shardgen")
+    except BaseException as error:
+        if not (early.received or isinstance(error, KeyboardInterrupt)):
+            raise
+        typer.echo("shardgen: interrupted", err=True)
+        raise SystemExit(130) from None
     finally:
+        # No command took over (--help): Python's handler back, for a caller in this process (tests).
+        # After a Ctrl-C the process ends, and the handler stays to note a repeat.
+        if not early.received and signal.getsignal(signal.SIGINT) is early:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         # The process ends here, and Python's last garbage collection would walk every object the
         # command made (pydantic's schemas, numpy, OpenCV): ~0.05 s after a build's summary is out
         # (measured from its last line to the end of its output pipe). Frozen objects are skipped.

@@ -162,11 +162,32 @@ def start_fork_server() -> None:
 
     It spends ~0.2 s importing numpy and OpenCV before it can fork a worker. Started first thing,
     that overlaps with the build process's own imports and checks instead of following them.
+
+    The server starts with SIGINT blocked (see :func:`sigint_held`), as multiprocessing starts its
+    resource tracker: a Ctrl-C to the process group during those imports, before the server's own
+    code ignores SIGINT, would otherwise kill it with a KeyboardInterrupt traceback. It stays
+    blocked in the server and in the workers it forks, which ignore SIGINT anyway.
     """
     if mp_context().get_start_method() == "forkserver":
         import multiprocessing.forkserver  # POSIX only
+        from multiprocessing import resource_tracker
 
-        multiprocessing.forkserver.ensure_running()
+        # First, outside the hold: starting the tracker unblocks SIGINT in this thread when it is done.
+        resource_tracker.ensure_running()
+        with sigint_held():
+            multiprocessing.forkserver.ensure_running()
+
+
+@contextlib.contextmanager
+def sigint_held():
+    """Block SIGINT in this thread for the block: processes started meanwhile inherit the blocked
+    signal (through exec too), while one sent to this process stays pending and is delivered when
+    the block ends, to whatever handler is set then. Ignoring SIGINT instead would lose it."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def drop(future: asyncio.Future) -> None:

@@ -480,6 +480,16 @@ def test_main_exits_with_the_command_status_and_the_collector_frozen(monkeypatch
     assert exited.value.code == status
 
 
+def test_the_console_script_enters_before_the_command_line_loads():
+    """The console script enters through shardgen.__main__:main, whose import loads neither typer nor the CLI yet."""
+    tomllib = pytest.importorskip("tomllib")
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["shardgen"] == "shardgen.__main__:main"
+    code = "import sys, shardgen.__main__; print(sorted({'typer', 'shardgen.cli'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == ["[]"], done.stderr
+
+
 def test_the_command_line_process_keeps_native_libraries_to_one_thread():
     """Importing the command line sets the thread-count variables (unless set) before numpy is imported."""
     env = {k: v for k, v in os.environ.items() if k not in singlethread.THREAD_VARIABLES}

@@ -20,6 +20,7 @@ from tests.helpers import (
     ROOT,
     WHOLE_SHARD_ARGS,
     assert_one_line_error,
+    kill_group,
     leftovers,
     run_cli,
     sample_folder,
@@ -255,3 +256,65 @@ def test_sigterm_to_the_group_at_a_random_moment_exits_promptly(sample_src, tmp_
         os.killpg(process.pid, signal.SIGTERM)
     stderr = _stderr_unless_hung(process, timeout=60)
     assert process.returncode in (0, 143, -signal.SIGTERM) and "Traceback" not in stderr, stderr
+
+
+def _fork_server_of(build_pid: int) -> int | None:
+    """The pid of the build's fork server once it has been started (exec'd), else None."""
+    for child in _children(build_pid):
+        with contextlib.suppress(OSError):
+            if b"multiprocessing.forkserver" in Path(f"/proc/{child}/cmdline").read_bytes():
+                return child
+    return None
+
+
+def _assert_ctrl_c_is_one_line(process: subprocess.Popen) -> None:
+    """Ctrl-C to ``process``'s group now: it ends with exit 130 and one line on stderr, no traceback."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGINT)
+    stderr = _stderr_unless_hung(process, timeout=60)
+    result = subprocess.CompletedProcess(process.args, process.returncode, None, stderr)
+    assert_one_line_error(result, "shardgen: interrupted", code=130)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("attempt", range(3))
+def test_ctrl_c_while_the_fork_server_loads_is_one_line(sample_src, tmp_path, attempt):
+    """Ctrl-C to the group as soon as the fork server runs (its imports take ~0.2 s): exit 130, one line."""
+    process = start_cli("build", sample_src, tmp_path / "out", *BUILD_ARGS, env=SLOW)
+    deadline = time.monotonic() + 60
+    while _fork_server_of(process.pid) is None:
+        if process.poll() is not None:
+            raise AssertionError(f"the build ended ({process.returncode}) first:\n{process.communicate()[1]}")
+        if time.monotonic() > deadline:
+            kill_group(process)
+            raise AssertionError("no fork server appeared")
+        time.sleep(0.002)
+    _assert_ctrl_c_is_one_line(process)
+
+
+def _sigint_blocked(pid: int) -> bool:
+    """Whether process ``pid`` blocks SIGINT now (shardgen's ``__main__`` does while the command line loads)."""
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("SigBlk:"):
+                return bool(int(line.split()[1], 16) >> (signal.SIGINT - 1) & 1)
+    return False
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [0.0, 0.03, 0.06, 0.1, 0.15, 0.2, 0.25, 0.3])
+def test_ctrl_c_while_the_build_starts_is_one_line(sample_src, tmp_path, delay):
+    """Ctrl-C to the group at a moment of the build's start (imports, options, fork server): exit 130, one line."""
+    process = start_cli("build", sample_src, tmp_path / "out", *BUILD_ARGS, env=SLOW)
+    # From shardgen's first line on (Python's own start-up is out of its reach): its __main__ blocks SIGINT then,
+    # for ~0.05 s; or, missed, once the fork server has started. No timing is asserted.
+    deadline = time.monotonic() + 60
+    while not _sigint_blocked(process.pid) and _fork_server_of(process.pid) is None:
+        if process.poll() is not None:
+            raise AssertionError(f"the build ended ({process.returncode}) first:\n{process.communicate()[1]}")
+        if time.monotonic() > deadline:
+            kill_group(process)
+            raise AssertionError("the build never started")
+        time.sleep(0.001)
+    time.sleep(delay)
+    _assert_ctrl_c_is_one_line(process)
