@@ -39,11 +39,12 @@ from .formats.ingest import (
 )
 from .formats.ranges import RangeTask, byte_ranges, class_folder, ingest_range, join_ranges, splits_by_range
 from .fragments import PARTS_DIR
+from .identity import fingerprint
 from .layout import Layout
 from .location import Location, is_storage_error, storage_error
 from .objectstore import RecordJournal, reusable
 from .options import BuildOptions, RenderOptions
-from .output import JOURNAL_FILE, STATE_DIR, fingerprint, record_outputs
+from .output import JOURNAL_FILE, STATE_DIR, record_outputs
 from .plan import Shard, plan_path, split_order, split_shards
 from .progress import BuildResult, Reporter, skipped_file, skipped_sketches
 from .read import SPLITS, SourceFile
@@ -105,8 +106,7 @@ class Build:
         shards = self.plan(inputs.layout)
         try:
             done = await self.render(shards, inputs.layout.build_id)
-        finally:  # no plan thread outlives the build; a failed one matters only where its split renders,
-            # and that split's writer raised it already
+        finally:  # no plan thread outlives the build (a failed one was raised by its split's writer)
             await asyncio.gather(*self.plans_written.values(), return_exceptions=True)
         return self.index(inputs, shards, done)
 
@@ -212,9 +212,8 @@ class Build:
         """Cut every split into shards, record the layout and the names of what DST will hold, and
         start writing each split's plan (the order of its samples) in a thread of its own.
 
-        The render stage submits a split's first task only once its plan is written, and renders
-        the smallest split first (see ``render_order``): it renders while the largest one is
-        shuffled (QuickDraw's 24M-entry train plan: ~1 s, which every worker used to wait for).
+        A split's first task is submitted once its plan is written, the smallest split first (see
+        ``render_order``), so it renders while the largest is shuffled (QuickDraw's train: ~1 s).
         """
         options = self.options
         shards = {
@@ -242,8 +241,7 @@ class Build:
     def _write_plan(self, split: str, total: int) -> None:
         order = split_order(split, total, seed=self.options.seed, shuffle=self.options.shuffle)
         try:
-            # Not fsynced: every run plans again and rewrites it before a worker reads it. Its
-            # fsync cost 0.02-0.45 s for QuickDraw's 24M-entry train plan, every worker waiting.
+            # Not fsynced: every run writes it again before a worker reads it (fsync: up to 0.45 s).
             atomic.write_npy(plan_path(self.state, split), order, durable=False)
         except OSError as error:
             raise output_error(error, self.state) from None

@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Any
 from . import atomic, card, manifest
 from .errors import OptionsChangedError, OutputLockedError, UsageError
 from .fragments import PARTS_DIR, partial_target
+from .identity import comparable_identity, describe_difference, fingerprint
 from .location import Location, is_storage_error, storage_error
 from .objectstore import SEALED_DIR, RecordJournal
 from .read import SPLITS, SourceFile
-from .render import dot_radius, opencv_thickness
 from .store import RANGES_DIR
 from .write import Journal, ShardRecord, output_error
 
@@ -113,11 +113,6 @@ def check_folder(dst: Path) -> None:
         raise UsageError("output must be a folder, but a file exists there", dst)
 
 
-def fingerprint(sources: list[SourceFile]) -> list[dict]:
-    """Identify the inputs cheaply (name, size, mtime), as make and rsync do."""
-    return [{"file": source.name, **source.folder.identity(source.name)} for source in sources]
-
-
 def prepare_output(
     output: Location,
     state: Path,
@@ -177,24 +172,6 @@ def prepare_output(
 def _holds_output(output: Location) -> bool:
     """Whether DST holds anything but the state folder: a shard, a partial one, a file of the user's."""
     return any(name != STATE_DIR for name in output.list(files_only=False))
-
-
-def comparable_identity(identity: dict) -> dict:
-    """``identity`` with options that draw the same output spelled one way, for comparison only:
-    splits in their canonical order, the line width as what OpenCV is given (the thickness, and
-    the dot radius in fixed point, which the width sets on its own)."""
-    options = identity.get("options") if isinstance(identity, dict) else None
-    if not isinstance(options, dict):
-        return identity
-    options = dict(options)
-    if isinstance(options.get("splits"), list):
-        options["splits"] = sorted(options["splits"], key=lambda s: SPLITS.index(s) if s in SPLITS else len(SPLITS))
-    render = options.get("render")
-    if isinstance(render, dict) and isinstance(render.get("line_width"), (int, float)):
-        width, antialias = render["line_width"], bool(render.get("antialias", True))
-        drawn = (opencv_thickness(width, antialias), dot_radius(width))
-        options["render"] = {**render, "line_width": drawn}
-    return {**identity, "options": options}
 
 
 def _refuse_clashes(output: Location, kept: list[str]) -> None:
@@ -340,36 +317,6 @@ def _read_json(folder: Location, name: str) -> Any:
         return json.loads(folder.read_bytes(name))
     except (OSError, ValueError):
         return None
-
-
-def describe_difference(old: dict, new: dict) -> str:
-    """Name what differs between two build identities, e.g. ``options (seed: 0 -> 1)``."""
-    if old.get("inputs") != new.get("inputs"):
-        old_files = {i["file"]: i for i in old.get("inputs", [])}
-        new_files = {i["file"]: i for i in new["inputs"]}
-        differ = sorted(f for f in old_files.keys() | new_files.keys() if old_files.get(f) != new_files.get(f))
-        how = {
-            name: "added" if name not in old_files else "removed" if name not in new_files else "changed"
-            for name in differ
-        }
-        said = [f"{name} {how[name]}" for name in differ[:5]]
-        return f"inputs ({', '.join(said)}{f', {len(differ) - 5} more' if len(differ) > 5 else ''})"
-    diffs = []
-    old_opts, new_opts = _flatten(old.get("options", {})), _flatten(new["options"])
-    for name in sorted(old_opts.keys() | new_opts.keys()):
-        if old_opts.get(name) != new_opts.get(name):
-            diffs.append(f"{name}: {old_opts.get(name)} -> {new_opts.get(name)}")
-    return f"options ({'; '.join(diffs)})"
-
-
-def _flatten(options: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in options.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def clean_output(output: Location, state: Path, before: Callable[[list[str]], None] | None = None) -> list[str]:

@@ -31,9 +31,6 @@ from .reading import NON_IMAGE, decode_image, group_by_key, load_manifest, rende
 MAX_PROBLEMS_PER_SHARD = 5
 
 
-UNKNOWN = "unknown shard"  # a .tar in DST that the manifest does not list
-
-
 @dataclass
 class VerifyResult:
     """What ``verify`` checked and every problem it found (one line each, naming the file)."""
@@ -44,6 +41,7 @@ class VerifyResult:
     samples: int = 0
     problems: list[str] = field(default_factory=list)
     bad_files: set[str] = field(default_factory=set)
+    unknown_files: set[str] = field(default_factory=set)  # .tar files in DST the manifest does not list
 
     @property
     def ok(self) -> bool:
@@ -57,10 +55,9 @@ class VerifyResult:
         checked = f"{self.splits} splits, {self.shards} shards, {self.samples:,} samples"
         if self.ok:
             return f"OK: {checked} match the manifest"
-        unknown_only = all(f": {UNKNOWN}:" in problem for problem in self.problems)
         advice = (
             "move the unknown shards away"
-            if unknown_only
+            if self.bad_files <= self.unknown_files
             else "rebuild the named shards (rerun shardgen build) or restore them"
         )
         return f"FAILED: {len(self.problems)} problem(s) in {len(self.bad_files)} file(s) ({checked} checked); {advice}"
@@ -273,8 +270,9 @@ def verify(dst: Path, procs: int | None = None) -> VerifyResult:
     for path in sorted(dst.iterdir()):
         if (partial_target(path.name) or path.name).endswith(".tar") and path.name not in known:
             result.add(
-                path.name, f"{UNKNOWN}: not in the manifest (left from another build?); move it away or delete it"
+                path.name, "unknown shard: not in the manifest (left from another build?); move it away or delete it"
             )
+            result.unknown_files.add(path.name)
     return result
 
 

@@ -185,8 +185,9 @@ def start_cli(*args: str | Path, env: dict | None = None) -> subprocess.Popen:
     )
 
 
-def wait_for(condition, process: subprocess.Popen, timeout: float = 120) -> None:
-    """Poll until ``condition()`` holds; fail early if ``process`` ends first (a bounded wait, not a timing assert)."""
+def wait_for(condition, process: subprocess.Popen, timeout: float = 120, every: float = 0.05) -> None:
+    """Poll every ``every`` s until ``condition()`` holds; fail early if ``process`` ends first (a bounded wait,
+    not a timing assert)."""
     deadline = time.monotonic() + timeout
     while not condition():
         if process.poll() is not None:
@@ -195,7 +196,7 @@ def wait_for(condition, process: subprocess.Popen, timeout: float = 120) -> None
         if time.monotonic() > deadline:
             kill_group(process)
             raise AssertionError("timed out waiting for the build to reach the awaited moment")
-        time.sleep(0.05)
+        time.sleep(every)
 
 
 def kill_group(process: subprocess.Popen, signum: int = signal.SIGKILL) -> None:

@@ -20,7 +20,6 @@ from tests.helpers import (
     ROOT,
     WHOLE_SHARD_ARGS,
     assert_one_line_error,
-    kill_group,
     leftovers,
     run_cli,
     sample_folder,
@@ -281,14 +280,7 @@ def _assert_ctrl_c_is_one_line(process: subprocess.Popen) -> None:
 def test_ctrl_c_while_the_fork_server_loads_is_one_line(sample_src, tmp_path, attempt):
     """Ctrl-C to the group as soon as the fork server runs (its imports take ~0.2 s): exit 130, one line."""
     process = start_cli("build", sample_src, tmp_path / "out", *BUILD_ARGS, env=SLOW)
-    deadline = time.monotonic() + 60
-    while _fork_server_of(process.pid) is None:
-        if process.poll() is not None:
-            raise AssertionError(f"the build ended ({process.returncode}) first:\n{process.communicate()[1]}")
-        if time.monotonic() > deadline:
-            kill_group(process)
-            raise AssertionError("no fork server appeared")
-        time.sleep(0.002)
+    wait_for(lambda: _fork_server_of(process.pid) is not None, process, timeout=60, every=0.001)
     _assert_ctrl_c_is_one_line(process)
 
 
@@ -308,13 +300,10 @@ def test_ctrl_c_while_the_build_starts_is_one_line(sample_src, tmp_path, delay):
     process = start_cli("build", sample_src, tmp_path / "out", *BUILD_ARGS, env=SLOW)
     # From shardgen's first line on (Python's own start-up is out of its reach): its __main__ blocks SIGINT then,
     # for ~0.05 s; or, missed, once the fork server has started. No timing is asserted.
-    deadline = time.monotonic() + 60
-    while not _sigint_blocked(process.pid) and _fork_server_of(process.pid) is None:
-        if process.poll() is not None:
-            raise AssertionError(f"the build ended ({process.returncode}) first:\n{process.communicate()[1]}")
-        if time.monotonic() > deadline:
-            kill_group(process)
-            raise AssertionError("the build never started")
-        time.sleep(0.001)
+
+    def started() -> bool:
+        return _sigint_blocked(process.pid) or _fork_server_of(process.pid) is not None
+
+    wait_for(started, process, timeout=60, every=0.001)
     time.sleep(delay)
     _assert_ctrl_c_is_one_line(process)

@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 
 from shardgen.errors import InputError, OptionsChangedError, OutputLockedError, UsageError
+from shardgen.identity import describe_difference
 from shardgen.location import Location
 from shardgen.npz import object_array
 from shardgen.options import BuildOptions, RenderOptions
-from shardgen.output import describe_difference, locked, record_outputs
+from shardgen.output import locked, record_outputs
 from shardgen.pipeline import build
 from tests.helpers import (
     BUILD_ARGS,
@@ -207,15 +208,21 @@ def test_other_build_after_deleting_state_is_refused_naming_the_difference(sampl
         build(src, dst, OTHER if change == "options" else OPTIONS, procs=1)
 
 
-@pytest.mark.parametrize("rerun", ["with --on-error skip", "with the bad file removed"])
-def test_a_build_stopped_before_its_first_shard_gives_way_to_the_fixed_rerun(tmp_path, rerun):
-    """A build that stopped on a bad file wrote no shard: the rerun with other options or inputs builds, saying so."""
+def stopped_on_a_bad_file(tmp_path):
+    """SRC with one good and one unreadable file, and DST of a build that stopped on it; the build's args."""
     src, out = tmp_path / "src", tmp_path / "out"
     src.mkdir()
     write_npz(src / "ant.npz", valid=object_array([np.array([[0, 0, 0], [5, 5, 1]], np.int16)] * 3))
     (src / "bad.npz").write_bytes(b"not a zip file\n")
     args = ("--procs", "1", "--size", "32", "--no-progress")
     assert run_cli("build", src, out, *args).returncode == 2
+    return src, out, args
+
+
+@pytest.mark.parametrize("rerun", ["with --on-error skip", "with the bad file removed"])
+def test_a_build_stopped_before_its_first_shard_gives_way_to_the_fixed_rerun(tmp_path, rerun):
+    """A build that stopped on a bad file wrote no shard: the rerun with other options or inputs builds, saying so."""
+    src, out, args = stopped_on_a_bad_file(tmp_path)
     if rerun == "with --on-error skip":
         result, difference = (
             run_cli("build", src, out, *args, "--on-error", "skip"),
@@ -234,12 +241,7 @@ def test_a_build_stopped_before_its_first_shard_gives_way_to_the_fixed_rerun(tmp
 
 def test_a_build_stopped_before_its_first_shard_is_still_guarded_by_other_files(tmp_path):
     """The same rerun is refused when DST holds anything besides the state folder (here a file of the user's)."""
-    src, out = tmp_path / "src", tmp_path / "out"
-    src.mkdir()
-    write_npz(src / "ant.npz", valid=object_array([np.array([[0, 0, 0], [5, 5, 1]], np.int16)] * 3))
-    (src / "bad.npz").write_bytes(b"not a zip file\n")
-    args = ("--procs", "1", "--size", "32", "--no-progress")
-    assert run_cli("build", src, out, *args).returncode == 2
+    src, out, args = stopped_on_a_bad_file(tmp_path)
     (out / "notes.txt").write_text("mine\n")
     result = run_cli("build", src, out, *args, "--on-error", "skip")
     assert result.returncode == 2 and "holds a build with other options (on_error" in result.stderr

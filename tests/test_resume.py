@@ -182,7 +182,7 @@ def test_rerun_with_splits_in_another_order_resumes(sample_src, tmp_path):
 @pytest.mark.parametrize("width, same", [(6.4, True), (6.4 + 1e-4, True), (6.0, False), (7.9, False)])
 def test_line_widths_compare_by_what_they_draw(width, same):
     """Two line widths are the same build option when they draw the same OpenCV thickness and dot size."""
-    from shardgen.output import comparable_identity
+    from shardgen.identity import comparable_identity
 
     def identity(line_width: float) -> dict:
         options = BuildOptions(render=RenderOptions(size=256, line_width=line_width))
