@@ -51,7 +51,9 @@ def test_signal_stops_cleanly_and_rerun_resumes(sample_src, reference_build, tmp
     """SIGINT/SIGTERM mid-build: exit 130/143, how to resume on stderr, completed shards kept, no partial."""
     dst = tmp_path / "out"
     process = start_cli("build", sample_src, dst, *BUILD_ARGS, env=SLOW)
-    wait_for((dst / "train-000000.tar").exists, process)
+    # Journaled, not only renamed: SIGTERM to the group also kills a worker that has renamed a whole
+    # shard but not yet returned its record, and such a shard is rightly rendered again.
+    wait_for(lambda: _journaled(dst, "train-000000.tar"), process)
     if to_group:
         os.killpg(process.pid, signum)
     else:
@@ -63,6 +65,12 @@ def test_signal_stops_cleanly_and_rerun_resumes(sample_src, reference_build, tmp
     )
     assert (dst / "train-000000.tar").exists() and leftovers(dst) == []
     assert_resumes_identically(sample_src, dst, reference_build, reused_at_least=1)
+
+
+def _journaled(dst, shard: str) -> bool:
+    """Whether the build in ``dst`` has journaled ``shard`` as complete."""
+    journal = dst / ".shardgen" / "journal.jsonl"
+    return journal.exists() and f'"{shard}"' in journal.read_text()
 
 
 @pytest.mark.slow
